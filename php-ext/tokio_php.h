@@ -1,0 +1,81 @@
+/*
+ * The narrow C ABI between tokio_php (Rust) and PHP's embed SAPI.
+ *
+ *   tphp_*       implemented here in C, called by Rust (src/ffi.rs);
+ *   tphp_rust_*  implemented in Rust (src/ffi.rs), called by the SAPI callbacks.
+ *
+ * Every pointer handed across stays owned by the side that made it; no function here
+ * frees memory it did not allocate. The C side holds no policy: it forwards.
+ */
+#ifndef TOKIO_PHP_H
+#define TOKIO_PHP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A byte string that is not NUL-terminated. Borrowed for the length of the call. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} tphp_str;
+
+/* Process-wide start-up settings, borrowed for the length of tphp_startup(). */
+typedef struct {
+    /* php.ini file to use instead of the search (NULL: PHPRC and the usual places). */
+    const char *ini_path_override;
+    /* key/value pairs applied before php.ini is read, so php.ini overrides them. */
+    const tphp_str *ini_defaults;
+    size_t ini_defaults_len; /* number of pairs, so the array holds twice as many */
+    /* php.ini-syntax text applied after php.ini (NULL for none); copied. */
+    const char *ini_entries;
+    /* The SAPI name OPcache is shown during start-up (it only starts under known names). */
+    const char *startup_sapi_name;
+} tphp_startup_config;
+
+/* One request, borrowed for the length of tphp_execute(). Strings are NUL-terminated. */
+typedef struct {
+    const char *method;
+    const char *request_uri;
+    const char *query_string;   /* without '?'; "" when absent */
+    const char *script_filename;
+    const char *content_type;   /* NULL when absent */
+    int64_t content_length;     /* -1 when there is no body */
+    const char *cookie;         /* all Cookie headers joined with "; ", NULL when absent */
+    const char *authorization;  /* the Authorization header, NULL when absent */
+    int proto_num;              /* 1000, 1001 or 2000 */
+    int headers_only;           /* HEAD */
+    double request_time;        /* seconds since the epoch when the request arrived */
+    /* $_SERVER entries as name/value pairs: server_vars[2i] = name, [2i+1] = value. */
+    const tphp_str *server_vars;
+    size_t server_vars_len;     /* number of pairs */
+} tphp_request;
+
+/* What happened to a request, as tphp_execute() reports it. */
+enum {
+    TPHP_DONE = 0,             /* the script ran (it may have failed; the status says how) */
+    TPHP_STARTUP_FAILED = 1,   /* php_request_startup() failed; nothing was sent */
+};
+
+/* --- called by Rust --- */
+int tphp_startup(const tphp_startup_config *config);
+void tphp_shutdown(void);
+int tphp_is_zts(void);
+const char *tphp_php_version(void);
+void tphp_thread_init(void);
+void tphp_thread_shutdown(void);
+int tphp_execute(void *context, const tphp_request *request);
+
+/* --- called by C, implemented in Rust; `context` is the one given to tphp_execute --- */
+/* Body bytes. Returns 0 when the client is gone (PHP then treats the connection as aborted). */
+int tphp_rust_write(void *context, const char *data, size_t len);
+void tphp_rust_flush(void *context);
+/* One response header line as PHP holds it ("Name: value"). */
+void tphp_rust_header(void *context, const char *line, size_t len);
+/* All headers given: the response head is complete. */
+void tphp_rust_send_headers(void *context, int status);
+/* Fills up to `len` bytes of the request body; 0 at the end. */
+size_t tphp_rust_read_post(void *context, char *buf, size_t len);
+/* A message from PHP's error log; `context` is NULL outside a request. */
+void tphp_rust_log(void *context, const char *message, size_t len, int syslog_level);
+
+#endif

@@ -1,0 +1,488 @@
+//! Every setting of tokio_php: its environment variable, default, parsing and validation.
+//!
+//! The standalone server reads them with [`Config::from_env`] (command-line flags such as
+//! `--listen-addr 127.0.0.1:9000` override the variables of the same name); a library user
+//! starts from [`Config::default`] and its builder methods and never touches the
+//! environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Address the HTTP listener binds.
+pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
+/// Directory served: PHP scripts run from it.
+pub const ENV_DOCUMENT_ROOT: &str = "DOCUMENT_ROOT";
+/// Number of PHP worker threads (0 = one per CPU).
+pub const ENV_PHP_WORKERS: &str = "PHP_WORKERS";
+/// Requests that may wait for a worker (0 = workers × 100).
+pub const ENV_QUEUE_CAPACITY: &str = "QUEUE_CAPACITY";
+/// Largest request body accepted.
+pub const ENV_MAX_BODY_SIZE: &str = "MAX_BODY_SIZE";
+/// A php.ini file to use instead of PHP's own search.
+pub const ENV_PHP_INI: &str = "PHP_INI";
+/// `text` or `json`.
+pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
+/// Log filter: a level or a tracing directive.
+pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
+
+/// Default for [`ENV_LISTEN_ADDR`].
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+/// Default for [`ENV_DOCUMENT_ROOT`].
+pub const DEFAULT_DOCUMENT_ROOT: &str = "./public";
+/// Default for [`ENV_PHP_WORKERS`].
+pub const DEFAULT_PHP_WORKERS: usize = 0;
+/// Default for [`ENV_QUEUE_CAPACITY`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 0;
+/// Default for [`ENV_MAX_BODY_SIZE`]: 64 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
+/// Default for [`ENV_LOG_LEVEL`].
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// One documented setting, as `--help` and docs/configuration.md list it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable.
+    pub env: &'static str,
+    /// The default, as a user would write it.
+    pub default: &'static str,
+    /// What it does and what it accepts.
+    pub help: &'static str,
+}
+
+/// Every setting the server reads, in the order `--help` shows them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        env: ENV_LISTEN_ADDR,
+        default: DEFAULT_LISTEN_ADDR,
+        help: "address:port of the HTTP listener",
+    },
+    Setting {
+        env: ENV_DOCUMENT_ROOT,
+        default: DEFAULT_DOCUMENT_ROOT,
+        help: "directory served; PHP scripts run from it",
+    },
+    Setting {
+        env: ENV_PHP_WORKERS,
+        default: "0",
+        help: "PHP worker threads; 0 = one per CPU (always 1 with non-thread-safe PHP)",
+    },
+    Setting {
+        env: ENV_QUEUE_CAPACITY,
+        default: "0",
+        help: "requests waiting for a worker before 503; 0 = workers x 100",
+    },
+    Setting {
+        env: ENV_MAX_BODY_SIZE,
+        default: "64M",
+        help: "largest request body (bytes, or with K, M, G); larger gets 413",
+    },
+    Setting {
+        env: ENV_PHP_INI,
+        default: "",
+        help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
+    },
+    Setting {
+        env: ENV_LOG_FORMAT,
+        default: "text",
+        help: "log format: text or json",
+    },
+    Setting {
+        env: ENV_LOG_LEVEL,
+        default: DEFAULT_LOG_LEVEL,
+        help: "log level (error, warn, info, debug, trace) or a tracing filter directive",
+    },
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A setting that has a value the server cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {name}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What is accepted.
+    pub expected: String,
+}
+
+/// The effective configuration of one server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP listener binds ([`ENV_LISTEN_ADDR`]).
+    pub listen_addr: SocketAddr,
+    /// Directory served ([`ENV_DOCUMENT_ROOT`]).
+    pub document_root: PathBuf,
+    /// PHP worker threads; 0 = one per CPU ([`ENV_PHP_WORKERS`]).
+    pub php_workers: usize,
+    /// Requests that may wait for a worker; 0 = workers × 100 ([`ENV_QUEUE_CAPACITY`]).
+    pub queue_capacity: usize,
+    /// Largest request body in bytes ([`ENV_MAX_BODY_SIZE`]).
+    pub max_body_size: u64,
+    /// php.ini to load instead of PHP's search ([`ENV_PHP_INI`]).
+    pub php_ini: Option<PathBuf>,
+    /// Log line format ([`ENV_LOG_FORMAT`]).
+    pub log_format: LogFormat,
+    /// Log filter ([`ENV_LOG_LEVEL`]).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            document_root: PathBuf::from(DEFAULT_DOCUMENT_ROOT),
+            php_workers: DEFAULT_PHP_WORKERS,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            php_ini: None,
+            log_format: LogFormat::Text,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+/// Where settings are read from: the process environment, or a map in tests.
+pub trait Source {
+    /// The raw value of `name`, if set and not empty.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment, read only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// Command-line flags layered over another source: `--php-workers 4` or `--php-workers=4`
+/// sets `PHP_WORKERS`.
+#[derive(Debug, Clone)]
+pub struct Flags<S> {
+    flags: HashMap<String, String>,
+    fallback: S,
+}
+
+impl<S: Source> Flags<S> {
+    /// Parses `args` (without the program name). Unknown flags are an error naming them.
+    pub fn parse(args: &[String], fallback: S) -> Result<Self, String> {
+        let mut flags = HashMap::new();
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let Some(flag) = arg.strip_prefix("--") else {
+                return Err(format!("unexpected argument {arg:?}; see --help"));
+            };
+            let (name, value) = match flag.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => match iter.next() {
+                    Some(value) => (flag.to_owned(), value.clone()),
+                    None => return Err(format!("--{flag} needs a value; see --help")),
+                },
+            };
+            let env = name.replace('-', "_").to_ascii_uppercase();
+            if !SETTINGS.iter().any(|s| s.env == env) {
+                return Err(format!("unknown flag --{name}; see --help"));
+            }
+            flags.insert(env, value);
+        }
+        Ok(Self { flags, fallback })
+    }
+}
+
+impl<S: Source> Source for Flags<S> {
+    fn get(&self, name: &str) -> Option<String> {
+        match self.flags.get(name) {
+            Some(value) => Some(value.clone()).filter(|v| !v.is_empty()),
+            None => self.fallback.get(name),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads every setting from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads every setting from `source`; unset ones keep their defaults.
+    pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(v) = source.get(ENV_LISTEN_ADDR) {
+            config.listen_addr = v.parse().map_err(|_| {
+                invalid(ENV_LISTEN_ADDR, &v, "an address:port such as 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(v) = source.get(ENV_DOCUMENT_ROOT) {
+            config.document_root = PathBuf::from(v);
+        }
+        if let Some(v) = source.get(ENV_PHP_WORKERS) {
+            config.php_workers = parse_count(ENV_PHP_WORKERS, &v)?;
+        }
+        if let Some(v) = source.get(ENV_QUEUE_CAPACITY) {
+            config.queue_capacity = parse_count(ENV_QUEUE_CAPACITY, &v)?;
+        }
+        if let Some(v) = source.get(ENV_MAX_BODY_SIZE) {
+            config.max_body_size = parse_size(&v).ok_or_else(|| {
+                invalid(
+                    ENV_MAX_BODY_SIZE,
+                    &v,
+                    "a size in bytes, or with K, M or G (64M)",
+                )
+            })?;
+        }
+        config.php_ini = source.get(ENV_PHP_INI).map(PathBuf::from);
+        if let Some(v) = source.get(ENV_LOG_FORMAT) {
+            config.log_format = match v.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(invalid(ENV_LOG_FORMAT, &v, "text or json")),
+            };
+        }
+        if let Some(v) = source.get(ENV_LOG_LEVEL) {
+            config.log_level = v;
+        }
+        Ok(config)
+    }
+
+    /// Sets the listener address.
+    pub fn listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.listen_addr = addr;
+        self
+    }
+
+    /// Sets the document root.
+    pub fn document_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.document_root = dir.into();
+        self
+    }
+
+    /// Sets the number of PHP worker threads (0 = one per CPU).
+    pub fn php_workers(mut self, workers: usize) -> Self {
+        self.php_workers = workers;
+        self
+    }
+
+    /// Sets how many requests may wait for a worker (0 = workers × 100).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Sets the largest accepted request body, in bytes.
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Sets a php.ini file to load instead of PHP's own search.
+    pub fn php_ini(mut self, path: impl Into<PathBuf>) -> Self {
+        self.php_ini = Some(path.into());
+        self
+    }
+
+    /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.document_root.is_dir() {
+            return Err(invalid(
+                ENV_DOCUMENT_ROOT,
+                &self.document_root.display().to_string(),
+                "an existing directory",
+            ));
+        }
+        if let Some(ini) = &self.php_ini
+            && !ini.is_file()
+        {
+            return Err(invalid(
+                ENV_PHP_INI,
+                &ini.display().to_string(),
+                "an existing php.ini file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The worker count after resolving 0 to the number of CPUs.
+    pub fn effective_workers(&self) -> usize {
+        match self.php_workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    /// The queue capacity after resolving 0 to workers × 100, for `workers` workers.
+    pub fn effective_queue_capacity(&self, workers: usize) -> usize {
+        match self.queue_capacity {
+            0 => workers.saturating_mul(100),
+            n => n,
+        }
+    }
+}
+
+/// The text `--help` prints: usage and every setting with its default.
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "tokio_php: a PHP application server\n\n\
+         Usage: tokio_php [--NAME VALUE]...\n\n\
+         Every setting is an environment variable; the flag --lower-case-name overrides it.\n\n",
+    );
+    for s in SETTINGS {
+        let default = if s.default.is_empty() {
+            "unset"
+        } else {
+            s.default
+        };
+        out.push_str(&format!(
+            "  {:<22} {}\n  {:<22} default: {}\n",
+            s.env, s.help, "", default
+        ));
+    }
+    out
+}
+
+fn invalid(name: &'static str, value: &str, expected: &str) -> ConfigError {
+    ConfigError {
+        name,
+        value: value.to_owned(),
+        expected: expected.to_owned(),
+    }
+}
+
+fn parse_count(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= 1_000_000)
+        .ok_or_else(|| invalid(name, value, "a whole number from 0 to 1000000"))
+}
+
+/// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024; a trailing `B` or `iB` is fine).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let v = value.trim().to_ascii_uppercase();
+    let v = v
+        .strip_suffix("IB")
+        .or_else(|| v.strip_suffix('B'))
+        .unwrap_or(&v);
+    let (digits, multiplier) = match v.chars().last()? {
+        'K' => (&v[..v.len() - 1], 1u64 << 10),
+        'M' => (&v[..v.len() - 1], 1 << 20),
+        'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = Config::from_source(&source(&[])).unwrap();
+        assert_eq!(config.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
+        assert_eq!(config.document_root, PathBuf::from("./public"));
+        assert_eq!(config.max_body_size, 64 << 20);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let config = Config::from_source(&source(&[
+            ("LISTEN_ADDR", "127.0.0.1:9000"),
+            ("DOCUMENT_ROOT", "/srv/app"),
+            ("PHP_WORKERS", "3"),
+            ("QUEUE_CAPACITY", "7"),
+            ("MAX_BODY_SIZE", "2M"),
+            ("PHP_INI", "/etc/php.ini"),
+            ("LOG_FORMAT", "JSON"),
+            ("LOG_LEVEL", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listen_addr.port(), 9000);
+        assert_eq!(config.php_workers, 3);
+        assert_eq!(config.queue_capacity, 7);
+        assert_eq!(config.max_body_size, 2 << 20);
+        assert_eq!(config.php_ini, Some(PathBuf::from("/etc/php.ini")));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.log_level, "debug");
+    }
+
+    #[test]
+    fn a_bad_value_names_variable_value_and_what_is_accepted() {
+        let err = Config::from_source(&source(&[("PHP_WORKERS", "many")])).unwrap_err();
+        assert_eq!(err.name, "PHP_WORKERS");
+        assert_eq!(err.value, "many");
+        let text = err.to_string();
+        assert!(
+            text.contains("PHP_WORKERS") && text.contains("many") && text.contains("whole number")
+        );
+        assert!(Config::from_source(&source(&[("LISTEN_ADDR", "localhost")])).is_err());
+        assert!(Config::from_source(&source(&[("MAX_BODY_SIZE", "big")])).is_err());
+        assert!(Config::from_source(&source(&[("LOG_FORMAT", "xml")])).is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("10"), Some(10));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("1MB"), Some(1 << 20));
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn flags_override_the_environment() {
+        let env = source(&[("PHP_WORKERS", "2"), ("LOG_LEVEL", "warn")]);
+        let args: Vec<String> = ["--php-workers", "5", "--listen-addr=127.0.0.1:1"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let flags = Flags::parse(&args, env).unwrap();
+        let config = Config::from_source(&flags).unwrap();
+        assert_eq!(config.php_workers, 5);
+        assert_eq!(config.listen_addr.port(), 1);
+        assert_eq!(config.log_level, "warn");
+        assert!(Flags::parse(&["--nope=1".to_owned()], ProcessEnv).is_err());
+        assert!(Flags::parse(&["--php-workers".to_owned()], ProcessEnv).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_setting_with_its_default() {
+        let help = help_text();
+        for s in SETTINGS {
+            assert!(help.contains(s.env), "{} missing from --help", s.env);
+        }
+        assert!(help.contains("0.0.0.0:8080"));
+    }
+}

@@ -1,0 +1,47 @@
+//! Responses the server makes itself for an error (404, 413, 503, …): plain text, marked so
+//! the error-pages layer knows it may replace them.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+/// Marks a response the server generated for an error, as opposed to one PHP produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerMadeError;
+
+/// A plain-text error response for `status`, such as `404 Not Found`.
+pub fn error_response(status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(Body::from(format!("{} {reason}\n", status.as_u16())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.extensions_mut().insert(ServerMadeError);
+    response
+}
+
+/// An error response that also tells the client when to try again.
+pub fn retry_later(status: StatusCode, seconds: u64) -> Response {
+    let mut response = error_response(status);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_plain_text_and_marked() {
+        let r = error_response(StatusCode::NOT_FOUND);
+        assert_eq!(r.status(), 404);
+        assert!(r.extensions().get::<ServerMadeError>().is_some());
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+        let r = retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
+        assert_eq!(r.headers()["retry-after"], "1");
+    }
+}

@@ -1,0 +1,515 @@
+//! All unsafe Rust in one place: the calls into the C SAPI shim (`php-ext/`) and the
+//! callbacks the shim makes into Rust.
+//!
+//! The rest of the crate sees safe functions and one trait, [`SapiHandler`], that a request
+//! implements to receive PHP's output, headers and log lines and to feed it the body.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a running request does with PHP's side of the conversation.
+pub(crate) trait SapiHandler {
+    /// Body bytes from the script. Returns false when the client is gone.
+    fn write(&mut self, data: &[u8]) -> bool;
+    /// The script called `flush()`.
+    fn flush(&mut self);
+    /// One response header line, `Name: value`, in the order PHP holds them.
+    fn header(&mut self, line: &[u8]);
+    /// Every header has been given; the head is complete with this status.
+    fn send_headers(&mut self, status: u16);
+    /// Fills `buf` with request body bytes; 0 at the end.
+    fn read_post(&mut self, buf: &mut [u8]) -> usize;
+    /// A line from PHP's error log.
+    fn log(&mut self, level: PhpLogLevel, message: &str);
+}
+
+/// Severity of a PHP log line (PHP passes syslog levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhpLogLevel {
+    /// LOG_ERR and above.
+    Error,
+    /// LOG_WARNING.
+    Warning,
+    /// LOG_NOTICE and LOG_INFO.
+    Notice,
+    /// LOG_DEBUG.
+    Debug,
+}
+
+impl PhpLogLevel {
+    fn from_syslog(level: c_int) -> Self {
+        match level {
+            ..=3 => Self::Error,
+            4 => Self::Warning,
+            5 | 6 => Self::Notice,
+            _ => Self::Debug,
+        }
+    }
+}
+
+// === the C ABI (php-ext/tokio_php.h) ===
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TphpStr {
+    ptr: *const c_char,
+    len: usize,
+}
+
+#[repr(C)]
+struct TphpStartupConfig {
+    ini_path_override: *const c_char,
+    ini_defaults: *const TphpStr,
+    ini_defaults_len: usize,
+    ini_entries: *const c_char,
+    startup_sapi_name: *const c_char,
+}
+
+#[repr(C)]
+struct TphpRequest {
+    method: *const c_char,
+    request_uri: *const c_char,
+    query_string: *const c_char,
+    script_filename: *const c_char,
+    content_type: *const c_char,
+    content_length: i64,
+    cookie: *const c_char,
+    authorization: *const c_char,
+    proto_num: c_int,
+    headers_only: c_int,
+    request_time: f64,
+    server_vars: *const TphpStr,
+    server_vars_len: usize,
+}
+
+const TPHP_DONE: c_int = 0;
+
+unsafe extern "C" {
+    fn tphp_startup(config: *const TphpStartupConfig) -> c_int;
+    fn tphp_shutdown();
+    fn tphp_is_zts() -> c_int;
+    fn tphp_php_version() -> *const c_char;
+    fn tphp_thread_init();
+    fn tphp_thread_shutdown();
+    fn tphp_execute(context: *mut c_void, request: *const TphpRequest) -> c_int;
+}
+
+// === safe wrappers ===
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Why PHP did not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartupError {
+    /// PHP runs once per process and has already been started.
+    #[error("PHP is already started in this process; build one App and share it")]
+    AlreadyStarted,
+    /// `php_module_startup()` failed; PHP logged why.
+    #[error("PHP module start-up failed (see the PHP log lines above)")]
+    ModuleStartup,
+    /// A setting could not be handed to PHP.
+    #[error("invalid PHP setting {0:?}: it contains a NUL byte")]
+    InvalidSetting(String),
+}
+
+/// The PHP settings handed over at start-up.
+pub(crate) struct StartupSettings<'a> {
+    /// php.ini to load instead of PHP's search.
+    pub ini_path: Option<&'a Path>,
+    /// Defaults that php.ini may override.
+    pub ini_defaults: &'a [(&'a str, &'a str)],
+    /// php.ini-syntax text applied after php.ini.
+    pub ini_entries: &'a str,
+    /// The name OPcache sees while extensions start.
+    pub startup_sapi_name: &'a str,
+}
+
+/// Starts PHP's engine and the SAPI, once per process, on the calling thread. That thread
+/// must later call [`shutdown`].
+pub(crate) fn startup(settings: &StartupSettings<'_>) -> Result<(), StartupError> {
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return Err(StartupError::AlreadyStarted);
+    }
+    let cstring = |s: &str| CString::new(s).map_err(|_| StartupError::InvalidSetting(s.to_owned()));
+    let ini_path = match settings.ini_path {
+        Some(p) => Some(cstring(&p.to_string_lossy())?),
+        None => None,
+    };
+    let ini_entries = cstring(settings.ini_entries)?;
+    let sapi_name = cstring(settings.startup_sapi_name)?;
+    let defaults: Vec<TphpStr> = settings
+        .ini_defaults
+        .iter()
+        .flat_map(|(k, v)| [str_arg(k.as_bytes()), str_arg(v.as_bytes())])
+        .collect();
+    let config = TphpStartupConfig {
+        ini_path_override: ini_path.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+        ini_defaults: defaults.as_ptr(),
+        ini_defaults_len: settings.ini_defaults.len(),
+        ini_entries: ini_entries.as_ptr(),
+        startup_sapi_name: sapi_name.as_ptr(),
+    };
+    // SAFETY: every pointer in `config` points into locals that outlive the call; the shim
+    // copies what it keeps (ini_entries) and forgets the rest when tphp_startup returns.
+    let rc = unsafe { tphp_startup(&config) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(StartupError::ModuleStartup)
+    }
+}
+
+/// Shuts PHP down. Call on the thread that called [`startup`], after every worker thread
+/// has ended.
+pub(crate) fn shutdown() {
+    // SAFETY: called once, on the start-up thread, when no request runs (the caller's
+    // contract); the shim tolerates no other state.
+    unsafe { tphp_shutdown() }
+}
+
+/// Whether the linked PHP is thread-safe (ZTS).
+pub fn is_zts() -> bool {
+    // SAFETY: a pure function of how the shim was compiled.
+    unsafe { tphp_is_zts() != 0 }
+}
+
+/// The linked PHP's version, such as `8.2.32`.
+pub fn php_version() -> &'static str {
+    // SAFETY: PHP_VERSION is a static NUL-terminated string literal in the shim.
+    let version = unsafe { CStr::from_ptr(tphp_php_version()) };
+    version.to_str().unwrap_or("unknown")
+}
+
+/// PHP's per-thread state, alive for as long as the guard: create one on each worker
+/// thread before its first request and drop it on that thread when it ends.
+pub(crate) struct ThreadGuard {
+    // Not Send: the TSRM context belongs to the thread that made it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl ThreadGuard {
+    /// Allocates this thread's PHP context. PHP must be started.
+    pub(crate) fn new() -> Self {
+        // SAFETY: PHP is started (the pool starts workers only after startup()); the
+        // context is freed by Drop on this same thread, since the guard is not Send.
+        unsafe { tphp_thread_init() };
+        Self {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs one request on this thread, feeding PHP's callbacks to `handler`.
+    pub(crate) fn execute(
+        &self,
+        request: &ExecRequest<'_>,
+        handler: &mut dyn SapiHandler,
+    ) -> ExecOutcome {
+        let vars: Vec<TphpStr> = request
+            .server_vars
+            .entries
+            .iter()
+            .flat_map(|&(name, value)| {
+                [
+                    request.server_vars.slice(name),
+                    request.server_vars.slice(value),
+                ]
+            })
+            .map(str_arg)
+            .collect();
+        let raw = TphpRequest {
+            method: request.method.as_ptr(),
+            request_uri: request.request_uri.as_ptr(),
+            query_string: request.query_string.as_ptr(),
+            script_filename: request.script_filename.as_ptr(),
+            content_type: opt_ptr(request.content_type),
+            content_length: request
+                .content_length
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            cookie: opt_ptr(request.cookie),
+            authorization: opt_ptr(request.authorization),
+            proto_num: request.proto_num,
+            headers_only: c_int::from(request.headers_only),
+            request_time: request.request_time,
+            server_vars: vars.as_ptr(),
+            server_vars_len: request.server_vars.entries.len(),
+        };
+        let mut handler: &mut dyn SapiHandler = handler;
+        let context = (&mut handler as *mut &mut dyn SapiHandler).cast::<c_void>();
+        // SAFETY: `raw` and what it points to (request, vars) outlive the call; `context`
+        // points to `handler`, which nothing else touches until tphp_execute returns, and
+        // the shim clears its copies of both before returning. This thread owns a PHP
+        // context (self exists on it).
+        let rc = unsafe { tphp_execute(context, &raw) };
+        if rc == TPHP_DONE {
+            ExecOutcome::Done
+        } else {
+            ExecOutcome::StartupFailed
+        }
+    }
+}
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        // SAFETY: the context was made on this thread by new() (the guard is not Send).
+        unsafe { tphp_thread_shutdown() }
+    }
+}
+
+/// How a request ended, from the shim's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecOutcome {
+    /// The script ran; PHP sent the head (its status tells success from failure).
+    Done,
+    /// PHP could not start the request; nothing was sent.
+    StartupFailed,
+}
+
+/// One request in the form the shim takes.
+pub(crate) struct ExecRequest<'a> {
+    pub method: &'a CStr,
+    pub request_uri: &'a CStr,
+    pub query_string: &'a CStr,
+    pub script_filename: &'a CStr,
+    pub content_type: Option<&'a CStr>,
+    pub content_length: Option<u64>,
+    pub cookie: Option<&'a CStr>,
+    pub authorization: Option<&'a CStr>,
+    pub proto_num: i32,
+    pub headers_only: bool,
+    pub request_time: f64,
+    pub server_vars: &'a ServerVars,
+}
+
+/// `$_SERVER` entries laid out as PHP wants them: every name and value NUL-terminated in
+/// one buffer (names must not contain NUL; such entries are skipped).
+#[derive(Debug, Default, Clone)]
+pub struct ServerVars {
+    buf: Vec<u8>,
+    /// (start, len) of name and value, each followed by a NUL in `buf`.
+    entries: Vec<((usize, usize), (usize, usize))>,
+}
+
+impl ServerVars {
+    /// An empty set with room for about `entries` variables.
+    pub fn with_capacity(entries: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(entries * 32),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Adds `name = value`. A name with a NUL byte is ignored; a value is cut at its first
+    /// NUL byte (PHP would do the same).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        if name.is_empty() || name.contains(&0) {
+            return;
+        }
+        let value = value.split(|b| *b == 0).next().unwrap_or_default();
+        let name_at = self.push_terminated(name);
+        let value_at = self.push_terminated(value);
+        self.entries.push((name_at, value_at));
+    }
+
+    /// Adds `name = value` with the name built from parts (`HTTP_` + header name).
+    pub fn push_with(&mut self, name: impl FnOnce(&mut Vec<u8>), value: &[u8]) {
+        let mut tmp = Vec::with_capacity(48);
+        name(&mut tmp);
+        self.push(&tmp, value);
+    }
+
+    /// The value of `name`, if set (the last one wins, as in PHP).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(n, _)| self.slice(*n) == name.as_bytes())
+            .map(|(_, v)| self.slice(*v))
+    }
+
+    /// Every (name, value) pair in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(|(n, v)| (self.slice(*n), self.slice(*v)))
+    }
+
+    fn push_terminated(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.buf.push(0);
+        (start, bytes.len())
+    }
+
+    fn slice(&self, (start, len): (usize, usize)) -> &[u8] {
+        &self.buf[start..start + len]
+    }
+}
+
+fn str_arg(bytes: &[u8]) -> TphpStr {
+    TphpStr {
+        ptr: bytes.as_ptr().cast(),
+        len: bytes.len(),
+    }
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+// === callbacks from C ===
+
+/// Defines an `extern "C"` function the shim calls: panics are caught (unwinding into C is
+/// undefined behaviour) and answered with the stated fallback.
+macro_rules! ffi_callback {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, fallback $fallback:expr, $body:block) => {
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        extern "C" fn $name($($arg: $ty),*) -> $ret {
+            match catch_unwind(AssertUnwindSafe(|| -> $ret { $body })) {
+                Ok(value) => value,
+                Err(_) => {
+                    tracing::error!(callback = stringify!($name), "panic in a PHP callback; answered with its fallback");
+                    $fallback
+                }
+            }
+        }
+    };
+}
+
+/// The handler behind a context pointer given to tphp_execute, or None for NULL.
+///
+/// # Safety
+/// `context` must be NULL or the pointer made in [`ThreadGuard::execute`], during that call.
+unsafe fn handler<'a>(context: *mut c_void) -> Option<&'a mut dyn SapiHandler> {
+    if context.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract, `context` points to a live `&mut dyn
+    // SapiHandler` that only this callback uses while it runs.
+    Some(unsafe { &mut **context.cast::<&mut dyn SapiHandler>() })
+}
+
+/// # Safety
+/// `ptr` must be NULL or valid for reads of `len` bytes for the returned lifetime.
+unsafe fn bytes<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: per this function's contract.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
+ffi_callback! {
+    /// `ub_write`: returns 0 when the client is gone.
+    fn tphp_rust_write(context: *mut c_void, data: *const c_char, len: usize) -> c_int, fallback 1, {
+        // SAFETY: the shim passes the context of the running request and PHP's buffer.
+        let (handler, data) = unsafe { (handler(context), bytes(data, len)) };
+        match handler {
+            Some(h) => c_int::from(h.write(data)),
+            None => 1,
+        }
+    }
+}
+
+ffi_callback! {
+    /// `flush`.
+    fn tphp_rust_flush(context: *mut c_void) -> (), fallback (), {
+        // SAFETY: the shim passes the context of the running request.
+        if let Some(h) = unsafe { handler(context) } {
+            h.flush();
+        }
+    }
+}
+
+ffi_callback! {
+    /// One header line from `send_headers`.
+    fn tphp_rust_header(context: *mut c_void, line: *const c_char, len: usize) -> (), fallback (), {
+        // SAFETY: the shim passes the context and a header PHP holds for the call.
+        let (handler, line) = unsafe { (handler(context), bytes(line, len)) };
+        if let Some(h) = handler {
+            h.header(line);
+        }
+    }
+}
+
+ffi_callback! {
+    /// End of `send_headers`.
+    fn tphp_rust_send_headers(context: *mut c_void, status: c_int) -> (), fallback (), {
+        // SAFETY: the shim passes the context of the running request.
+        if let Some(h) = unsafe { handler(context) } {
+            h.send_headers(u16::try_from(status).unwrap_or(0));
+        }
+    }
+}
+
+ffi_callback! {
+    /// `read_post`.
+    fn tphp_rust_read_post(context: *mut c_void, buf: *mut c_char, len: usize) -> usize, fallback 0, {
+        if buf.is_null() || len == 0 {
+            return 0;
+        }
+        // SAFETY: PHP hands a writable buffer of `len` bytes for the call.
+        let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+        // SAFETY: the shim passes the context of the running request.
+        match unsafe { handler(context) } {
+            Some(h) => h.read_post(buf).min(len),
+            None => 0,
+        }
+    }
+}
+
+ffi_callback! {
+    /// `log_message`: with a request it goes to that request's handler, else to the log.
+    fn tphp_rust_log(context: *mut c_void, message: *const c_char, len: usize, level: c_int) -> (), fallback (), {
+        // SAFETY: the shim passes a NUL-terminated message of `len` bytes.
+        let text = String::from_utf8_lossy(unsafe { bytes(message, len) });
+        let level = PhpLogLevel::from_syslog(level);
+        // SAFETY: the context is NULL outside a request, else the running request's.
+        match unsafe { handler(context) } {
+            Some(h) => h.log(level, &text),
+            None => log_php(level, &text, None),
+        }
+    }
+}
+
+/// Writes one PHP log line through tracing, tagged with `request` when there is one.
+pub(crate) fn log_php(level: PhpLogLevel, message: &str, request: Option<&str>) {
+    let request = request.unwrap_or("-");
+    match level {
+        PhpLogLevel::Error => tracing::error!(target: "php", request, "{message}"),
+        PhpLogLevel::Warning => tracing::warn!(target: "php", request, "{message}"),
+        PhpLogLevel::Notice => tracing::info!(target: "php", request, "{message}"),
+        PhpLogLevel::Debug => tracing::debug!(target: "php", request, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_vars_are_nul_terminated_and_last_wins() {
+        let mut vars = ServerVars::default();
+        vars.push(b"A", b"1");
+        vars.push(b"B\0C", b"x");
+        vars.push(b"A", b"2\0hidden");
+        assert_eq!(vars.get("A"), Some(&b"2"[..]));
+        assert_eq!(vars.get("B"), None);
+        assert_eq!(vars.iter().count(), 2);
+        for &(name, value) in &vars.entries {
+            assert_eq!(vars.buf[name.0 + name.1], 0);
+            assert_eq!(vars.buf[value.0 + value.1], 0);
+        }
+    }
+
+    #[test]
+    fn syslog_levels_map_to_severities() {
+        assert_eq!(PhpLogLevel::from_syslog(3), PhpLogLevel::Error);
+        assert_eq!(PhpLogLevel::from_syslog(4), PhpLogLevel::Warning);
+        assert_eq!(PhpLogLevel::from_syslog(5), PhpLogLevel::Notice);
+        assert_eq!(PhpLogLevel::from_syslog(7), PhpLogLevel::Debug);
+    }
+}

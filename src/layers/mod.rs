@@ -1,0 +1,11 @@
+//! Tower layers, one feature each. The standalone server stacks them, outermost first:
+//!
+//! ```text
+//! validate host → final service (PhpService)
+//! ```
+//!
+//! Each is usable on its own in any axum application.
+
+pub mod validate_host;
+
+pub use validate_host::ValidateHostLayer;

@@ -1,0 +1,41 @@
+//! # tokio_php
+//!
+//! A PHP application server: axum (hyper, tokio) in front, PHP's embed SAPI in-process on a
+//! pool of worker threads behind. PHP parses each request itself (`$_GET`, `$_POST`,
+//! `$_FILES`, `$_COOKIE`, `php://input`), exactly as under php-fpm.
+//!
+//! ## Embedding
+//!
+//! Start PHP once with an [`App`], then serve its [`App::router`] or mount its
+//! [`App::php_service`] beside your own routes:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tokio_php::{App, Config};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = App::start(Config::default().document_root("./public").php_workers(4))?;
+//! let router = Router::new()
+//!     .route("/api/health", get(|| async { "ok" }))
+//!     .fallback_service(app.php_service());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! tokio_php::server::serve(listener, router, tokio_php::server::shutdown_signal(),
+//!     tokio_php::server::DEFAULT_DRAIN_TIMEOUT).await?;
+//! app.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! PHP runs once per process: a second [`App::start`] returns an error.
+
+pub mod app;
+pub mod config;
+pub mod error_response;
+pub mod ffi;
+pub mod layers;
+pub mod logging;
+pub mod php;
+pub mod server;
+
+pub use app::{App, StartError};
+pub use config::Config;
+pub use php::{ConnectionInfo, PhpService};

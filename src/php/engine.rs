@@ -1,0 +1,106 @@
+//! PHP's engine for the life of the process: started once on a thread of its own (which
+//! keeps the start-up TSRM context), stopped on that same thread after the workers end.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::ffi::{self, StartupError, StartupSettings};
+
+/// Settings PHP starts with; php.ini (or `PHP_INI`) may override every one of them.
+pub const INI_DEFAULTS: &[(&str, &str)] = &[
+    ("display_errors", "0"),
+    ("display_startup_errors", "0"),
+    ("log_errors", "1"),
+    ("html_errors", "0"),
+    ("max_execution_time", "30"),
+    ("register_argc_argv", "0"),
+    ("expose_php", "0"),
+    ("implicit_flush", "0"),
+    ("opcache.enable", "1"),
+];
+
+/// The SAPI name OPcache is shown while it starts (it enables itself only for a fixed list
+/// of server SAPIs); PHP scripts see `tokio_php`.
+pub const OPCACHE_STARTUP_SAPI_NAME: &str = "apache2handler";
+
+/// Where the linked PHP keeps its shared extensions (from php-config at build time).
+pub const EXTENSION_DIR: &str = env!("TOKIO_PHP_EXTENSION_DIR");
+
+/// The running engine. Dropping it without [`PhpEngine::shutdown`] leaves PHP running until
+/// the process exits.
+#[derive(Debug)]
+pub struct PhpEngine {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PhpEngine {
+    /// Starts PHP with `ini_file` (None: PHP's own search) and `ini_entries` applied after
+    /// it. Fails with [`StartupError::AlreadyStarted`] the second time in a process.
+    pub fn start(ini_file: Option<&Path>, ini_entries: String) -> Result<Self, StartupError> {
+        let ini_file: Option<PathBuf> = ini_file.map(Path::to_path_buf);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("php-engine".into())
+            .spawn(move || {
+                let settings = StartupSettings {
+                    ini_path: ini_file.as_deref(),
+                    ini_defaults: INI_DEFAULTS,
+                    ini_entries: &ini_entries,
+                    startup_sapi_name: OPCACHE_STARTUP_SAPI_NAME,
+                };
+                let result = ffi::startup(&settings);
+                let started = result.is_ok();
+                let _ = started_tx.send(result);
+                if started {
+                    // Wait for shutdown (or for the engine handle to be dropped).
+                    let _ = stop_rx.recv();
+                    ffi::shutdown();
+                }
+            })
+            .map_err(|_| StartupError::ModuleStartup)?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                Err(err)
+            }
+            Err(_) => Err(StartupError::ModuleStartup),
+        }
+    }
+
+    /// Shuts PHP down. Every worker thread must have ended.
+    pub fn shutdown(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("PHP engine thread panicked while shutting down");
+        }
+    }
+}
+
+impl Drop for PhpEngine {
+    fn drop(&mut self) {
+        // Without an explicit shutdown the workers may still run: leave PHP up, detached.
+        if let Some(stop) = self.stop.take() {
+            std::mem::forget(stop);
+        }
+    }
+}
+
+/// php.ini-syntax entries that load OPcache when the linked PHP has it as a shared
+/// extension.
+pub fn opcache_entries() -> String {
+    let so = Path::new(EXTENSION_DIR).join("opcache.so");
+    if so.is_file() {
+        format!("zend_extension={}\n", so.display())
+    } else {
+        String::new()
+    }
+}

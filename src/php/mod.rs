@@ -1,0 +1,16 @@
+//! The request path into PHP: which script runs ([`script`]), the request PHP sees
+//! ([`request`], [`body`]), the engine and its worker threads ([`engine`], [`pool`]), the
+//! output coming back ([`output`], [`response`]), and the service tying them together
+//! ([`service`]).
+
+pub mod body;
+pub mod engine;
+pub mod output;
+pub mod pool;
+pub mod request;
+pub mod response;
+pub mod script;
+pub mod service;
+
+pub use request::ConnectionInfo;
+pub use service::PhpService;

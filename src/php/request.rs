@@ -1,0 +1,330 @@
+//! A request as PHP will see it: the SAPI fields and `$_SERVER`, filled as php-fpm behind
+//! nginx fills them (`fastcgi_params` plus every request header as `HTTP_*`).
+
+use std::ffi::CString;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap};
+use http::{Method, Version};
+
+use super::script::ScriptMatch;
+use crate::ffi::{ExecRequest, ServerVars};
+
+/// The value of `SERVER_SOFTWARE`.
+pub const SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
+
+/// Where a request came from and arrived: the connection's facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address (REMOTE_ADDR, REMOTE_PORT).
+    pub remote: SocketAddr,
+    /// The address the server accepted on (SERVER_ADDR, SERVER_PORT).
+    pub local: SocketAddr,
+    /// Whether the connection is TLS (HTTPS=on).
+    pub tls: bool,
+}
+
+/// The parts of an HTTP request that PHP sees, borrowed while a [`PhpRequest`] is built.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// HTTP version.
+    pub version: Version,
+    /// Path and query as the client sent them (before any mount prefix was stripped).
+    pub original_path_and_query: &'a str,
+    /// The query, without `?`.
+    pub query: &'a str,
+    /// Host from the URI authority (HTTP/2), when the Host header is absent.
+    pub authority: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// URL path under which this service is mounted (empty at the root).
+    pub mount_prefix: &'a str,
+    /// The connection, when known.
+    pub connection: Option<ConnectionInfo>,
+}
+
+/// A request ready for a PHP worker.
+#[derive(Debug)]
+pub struct PhpRequest {
+    method: CString,
+    request_uri: CString,
+    query_string: CString,
+    script_filename: CString,
+    content_type: Option<CString>,
+    content_length: Option<u64>,
+    cookie: Option<CString>,
+    authorization: Option<CString>,
+    proto_num: i32,
+    headers_only: bool,
+    request_time: f64,
+    server_vars: ServerVars,
+    tag: String,
+}
+
+/// A request PHP cannot be given (a NUL byte where C needs a string).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("request field {0} contains a NUL byte")]
+pub struct InvalidRequest(pub &'static str);
+
+fn cstring(field: &'static str, bytes: impl Into<Vec<u8>>) -> Result<CString, InvalidRequest> {
+    CString::new(bytes).map_err(|_| InvalidRequest(field))
+}
+
+impl PhpRequest {
+    /// Builds the request for `script` under `document_root`, with `content_length` the
+    /// size of the received body (None when there is none).
+    pub fn new(
+        parts: RequestParts<'_>,
+        script: &ScriptMatch,
+        document_root: &str,
+        content_length: Option<u64>,
+    ) -> Result<Self, InvalidRequest> {
+        let request_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let headers = parts.headers;
+        let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+        let cookie = joined(headers, header::COOKIE, b"; ");
+        let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let script_filename = script.script_filename.to_string_lossy();
+        let script_name = format!("{}{}", parts.mount_prefix, script.script_name);
+        let path_info = script.path_info.as_deref();
+        let (protocol, proto_num) = match parts.version {
+            Version::HTTP_09 => ("HTTP/0.9", 900),
+            Version::HTTP_10 => ("HTTP/1.0", 1000),
+            Version::HTTP_2 => ("HTTP/2.0", 2000),
+            Version::HTTP_3 => ("HTTP/3.0", 3000),
+            _ => ("HTTP/1.1", 1001),
+        };
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.authority)
+            .unwrap_or("");
+        let server_name = host_without_port(host);
+        let tls = parts.connection.is_some_and(|c| c.tls);
+        let length_text = content_length.map(|n| n.to_string()).unwrap_or_default();
+
+        let mut vars = ServerVars::with_capacity(32 + headers.len());
+        vars.push(b"QUERY_STRING", parts.query.as_bytes());
+        vars.push(b"REQUEST_METHOD", parts.method.as_str().as_bytes());
+        vars.push(b"CONTENT_TYPE", content_type.unwrap_or_default());
+        vars.push(b"CONTENT_LENGTH", length_text.as_bytes());
+        vars.push(b"SCRIPT_NAME", script_name.as_bytes());
+        vars.push(b"SCRIPT_FILENAME", script_filename.as_bytes());
+        vars.push(b"REQUEST_URI", parts.original_path_and_query.as_bytes());
+        let document_uri = format!("{script_name}{}", path_info.unwrap_or(""));
+        vars.push(b"DOCUMENT_URI", document_uri.as_bytes());
+        vars.push(b"DOCUMENT_ROOT", document_root.as_bytes());
+        vars.push(b"SERVER_PROTOCOL", protocol.as_bytes());
+        vars.push(b"REQUEST_SCHEME", if tls { b"https" } else { b"http" });
+        if tls {
+            vars.push(b"HTTPS", b"on");
+        }
+        vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
+        vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+        if let Some(conn) = parts.connection {
+            vars.push(b"REMOTE_ADDR", conn.remote.ip().to_string().as_bytes());
+            vars.push(b"REMOTE_PORT", conn.remote.port().to_string().as_bytes());
+            vars.push(b"SERVER_ADDR", conn.local.ip().to_string().as_bytes());
+            vars.push(b"SERVER_PORT", conn.local.port().to_string().as_bytes());
+        }
+        vars.push(b"SERVER_NAME", server_name.as_bytes());
+        vars.push(b"REDIRECT_STATUS", b"200");
+        if let Some(info) = path_info {
+            vars.push(b"PATH_INFO", info.as_bytes());
+            vars.push(
+                b"PATH_TRANSLATED",
+                format!("{document_root}{info}").as_bytes(),
+            );
+        }
+        vars.push(b"PHP_SELF", document_uri.as_bytes());
+        push_http_headers(&mut vars, headers, parts.authority);
+
+        let tag = format!("{} {}", parts.method, parts.original_path_and_query);
+        Ok(Self {
+            method: cstring("method", parts.method.as_str())?,
+            request_uri: cstring("request_uri", parts.original_path_and_query)?,
+            query_string: cstring("query_string", parts.query)?,
+            script_filename: cstring("script_filename", script_filename.as_bytes())?,
+            content_type: content_type
+                .map(|v| cstring("content_type", v))
+                .transpose()?,
+            content_length,
+            cookie: cookie.map(|v| cstring("cookie", v)).transpose()?,
+            authorization: authorization
+                .map(|v| cstring("authorization", v))
+                .transpose()?,
+            proto_num,
+            headers_only: parts.method == Method::HEAD,
+            request_time,
+            server_vars: vars,
+            tag,
+        })
+    }
+
+    /// `METHOD /path?query`, for log lines about this request.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// `$_SERVER` as it will be registered.
+    pub fn server_vars(&self) -> &ServerVars {
+        &self.server_vars
+    }
+
+    /// The borrowed form the FFI layer hands to the shim.
+    pub(crate) fn exec(&self) -> ExecRequest<'_> {
+        ExecRequest {
+            method: &self.method,
+            request_uri: &self.request_uri,
+            query_string: &self.query_string,
+            script_filename: &self.script_filename,
+            content_type: self.content_type.as_deref(),
+            content_length: self.content_length,
+            cookie: self.cookie.as_deref(),
+            authorization: self.authorization.as_deref(),
+            proto_num: self.proto_num,
+            headers_only: self.headers_only,
+            request_time: self.request_time,
+            server_vars: &self.server_vars,
+        }
+    }
+}
+
+/// Every header as `HTTP_NAME`, repeated headers joined with ", " (cookies with "; ").
+/// Names with `_` are skipped, as nginx does, so `X_Real_IP` cannot pose as `X-Real-IP`;
+/// `Proxy` is skipped against httpoxy.
+fn push_http_headers(vars: &mut ServerVars, headers: &HeaderMap, authority: Option<&str>) {
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = authority
+    {
+        vars.push(b"HTTP_HOST", authority.as_bytes());
+    }
+    for name in headers.keys() {
+        let n = name.as_str();
+        if n.contains('_') || n == "proxy" {
+            continue;
+        }
+        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        let Some(value) = joined(headers, name.clone(), separator) else {
+            continue;
+        };
+        vars.push_with(
+            |out| {
+                out.extend_from_slice(b"HTTP_");
+                out.extend(n.bytes().map(|b| {
+                    if b == b'-' {
+                        b'_'
+                    } else {
+                        b.to_ascii_uppercase()
+                    }
+                }));
+            },
+            &value,
+        );
+    }
+}
+
+fn joined(headers: &HeaderMap, name: header::HeaderName, separator: &[u8]) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name).iter();
+    let mut out = values.next()?.as_bytes().to_vec();
+    for v in values {
+        out.extend_from_slice(separator);
+        out.extend_from_slice(v.as_bytes());
+    }
+    Some(out)
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn build(headers: &HeaderMap, version: Version) -> PhpRequest {
+        let script = ScriptMatch {
+            script_filename: PathBuf::from("/srv/public/index.php"),
+            script_name: "/index.php".into(),
+            path_info: Some("/users/42".into()),
+        };
+        let parts = RequestParts {
+            method: &Method::POST,
+            version,
+            original_path_and_query: "/index.php/users/42?x=1",
+            query: "x=1",
+            authority: Some("example.org"),
+            headers,
+            mount_prefix: "",
+            connection: Some(ConnectionInfo {
+                remote: "10.0.0.1:5555".parse().unwrap(),
+                local: "127.0.0.1:8080".parse().unwrap(),
+                tls: true,
+            }),
+        };
+        PhpRequest::new(parts, &script, "/srv/public", Some(3)).unwrap()
+    }
+
+    fn var<'a>(r: &'a PhpRequest, name: &str) -> Option<&'a str> {
+        r.server_vars()
+            .get(name)
+            .map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn server_vars_match_php_fpm() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "example.com:8080".parse().unwrap());
+        headers.append("cookie", "a=1".parse().unwrap());
+        headers.append("cookie", "b=2".parse().unwrap());
+        headers.append("x-multi", "1".parse().unwrap());
+        headers.append("x-multi", "2".parse().unwrap());
+        headers.insert("x_spoof", "1".parse().unwrap());
+        headers.insert("proxy", "evil".parse().unwrap());
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        let r = build(&headers, Version::HTTP_11);
+        assert_eq!(var(&r, "REQUEST_URI"), Some("/index.php/users/42?x=1"));
+        assert_eq!(var(&r, "SCRIPT_NAME"), Some("/index.php"));
+        assert_eq!(var(&r, "PATH_INFO"), Some("/users/42"));
+        assert_eq!(var(&r, "PHP_SELF"), Some("/index.php/users/42"));
+        assert_eq!(var(&r, "PATH_TRANSLATED"), Some("/srv/public/users/42"));
+        assert_eq!(var(&r, "SERVER_NAME"), Some("example.com"));
+        assert_eq!(var(&r, "SERVER_PORT"), Some("8080"));
+        assert_eq!(var(&r, "REMOTE_ADDR"), Some("10.0.0.1"));
+        assert_eq!(var(&r, "HTTPS"), Some("on"));
+        assert_eq!(var(&r, "REQUEST_SCHEME"), Some("https"));
+        assert_eq!(var(&r, "CONTENT_LENGTH"), Some("3"));
+        assert_eq!(var(&r, "CONTENT_TYPE"), Some("text/plain"));
+        assert_eq!(var(&r, "HTTP_COOKIE"), Some("a=1; b=2"));
+        assert_eq!(var(&r, "HTTP_X_MULTI"), Some("1, 2"));
+        assert_eq!(var(&r, "HTTP_X_SPOOF"), None);
+        assert_eq!(var(&r, "HTTP_PROXY"), None);
+        assert_eq!(var(&r, "SERVER_PROTOCOL"), Some("HTTP/1.1"));
+        assert_eq!(r.cookie.as_deref().unwrap().to_str().unwrap(), "a=1; b=2");
+    }
+
+    #[test]
+    fn http2_takes_host_from_the_authority() {
+        let r = build(&HeaderMap::new(), Version::HTTP_2);
+        assert_eq!(var(&r, "HTTP_HOST"), Some("example.org"));
+        assert_eq!(var(&r, "SERVER_NAME"), Some("example.org"));
+        assert_eq!(var(&r, "SERVER_PROTOCOL"), Some("HTTP/2.0"));
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("a.b:80"), "a.b");
+        assert_eq!(host_without_port("a.b"), "a.b");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,202 @@
+//! Faults end the request, never the worker or the process, and nothing leaks from one
+//! request to the next.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, client};
+
+async fn expect_then_recover(
+    server: &TestServer,
+    path: &str,
+    status: u16,
+    body_check: impl Fn(&str) -> bool,
+) {
+    let r = client().get(server.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), status, "{path}");
+    let body = r.text().await.unwrap();
+    assert!(body_check(&body), "{path}: unexpected body {body:?}");
+    // The single worker serves the next request.
+    let r = client().get(server.url("/hello.php")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "after {path}");
+    assert_eq!(r.text().await.unwrap(), "Hello, world!");
+}
+
+#[tokio::test]
+async fn fatal_error_is_a_500_without_error_text() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    expect_then_recover(&server, "/fatal.php", 500, |b| {
+        !b.contains("function_that_does_not_exist")
+    })
+    .await;
+    assert!(server.wait_for_log("function_that_does_not_exist", Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn uncaught_exception_is_a_500() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    expect_then_recover(&server, "/exception.php", 500, |b| {
+        !b.contains("uncaught on purpose")
+    })
+    .await;
+    assert!(server.wait_for_log("uncaught on purpose", Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn exhausted_memory_limit_is_a_500() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    expect_then_recover(&server, "/memory.php", 500, |_| true).await;
+    assert!(server.wait_for_log("Allowed memory size", Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn max_execution_time_is_a_500_and_the_worker_serves_on() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    let started = Instant::now();
+    expect_then_recover(&server, "/timeout.php", 500, |_| true).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(server.wait_for_log("Maximum execution time", Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn exit_keeps_the_output_and_the_worker() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    expect_then_recover(&server, "/exit.php", 200, |b| b == "before exit").await;
+}
+
+#[tokio::test]
+async fn fatal_after_output_ends_the_body_there() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    expect_then_recover(&server, "/output_then_fatal.php", 200, |b| {
+        b == "partial output\n"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_state_leaks_between_requests() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1")]);
+    let r = client()
+        .get(server.url("/state.php?set=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 418);
+    assert_eq!(r.headers()["x-leak"], "yes");
+    assert_eq!(r.text().await.unwrap(), "buffered and never closed");
+
+    let r = client().get(server.url("/state.php")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-leak").is_none());
+    assert!(r.headers().get("set-cookie").is_none());
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["global"], serde_json::Value::Null);
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["ob_level"], 0);
+    assert_eq!(v["get"], serde_json::json!([]));
+    let headers = v["headers"].as_array().unwrap();
+    assert!(
+        headers
+            .iter()
+            .all(|h| !h.as_str().unwrap().contains("leak")),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_scripts_and_non_php_files_are_404() {
+    let server = TestServer::start(&[]);
+    for path in ["/nope.php", "/notes.txt", "/missing/", "/hello.php.bak"] {
+        let r = client().get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn bad_hosts_are_400() {
+    let server = TestServer::start(&[]);
+    let timeout = Duration::from_secs(5);
+    let no_host = server.raw(
+        b"GET /hello.php HTTP/1.1\r\nConnection: close\r\n\r\n",
+        timeout,
+    );
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    let two = server.raw(
+        b"GET /hello.php HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        timeout,
+    );
+    assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+    let bad = server.raw(
+        b"GET /hello.php HTTP/1.1\r\nHost: a/b@c\r\nConnection: close\r\n\r\n",
+        timeout,
+    );
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let http10 = server.raw(b"GET /hello.php HTTP/1.0\r\n\r\n", timeout);
+    assert!(http10.starts_with("HTTP/1.0 200"), "{http10}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_without_reaching_php() {
+    let server = TestServer::start(&[("MAX_BODY_SIZE", "1K")]);
+    let r = client()
+        .post(server.url("/log.php?marker=should-not-run"))
+        .body(vec![b'a'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Chunked (no Content-Length) is counted as it arrives.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..4).map(|_| Ok(vec![b'b'; 512])).collect();
+    let r = client()
+        .post(server.url("/log.php?marker=should-not-run"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(!server.log().contains("log line from php: should-not-run"));
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_a_clear_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokio_php"))
+        .env("PHP_WORKERS", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PHP_WORKERS") && err.contains("lots") && err.contains("whole number"),
+        "{err}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokio_php"))
+        .env("DOCUMENT_ROOT", "/definitely/not/here")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DOCUMENT_ROOT") && err.contains("/definitely/not/here"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_lists_every_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokio_php"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for setting in tokio_php::config::SETTINGS {
+        assert!(help.contains(setting.env), "{} missing", setting.env);
+    }
+}
