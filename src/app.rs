@@ -6,10 +6,12 @@ use axum::Router;
 
 use crate::config::{Config, ConfigError};
 use crate::ffi::{self, StartupError};
-use crate::layers::ValidateHostLayer;
+use crate::layers::front_controller::FrontControllerError;
+use crate::layers::{FrontControllerLayer, ValidateHostLayer};
 use crate::php::PhpService;
 use crate::php::engine::{self, PhpEngine};
 use crate::php::pool::{PoolHandle, WorkerPool};
+use crate::static_files::StaticOptions;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The front controller (INDEX_FILE) cannot be used.
+    #[error(transparent)]
+    FrontController(#[from] FrontControllerError),
     /// The document root cannot be used.
     #[error("document root {path} cannot be used: {source}")]
     DocumentRoot {
@@ -46,6 +51,7 @@ pub struct App {
     engine: Option<PhpEngine>,
     pool: Option<WorkerPool>,
     php: PhpService,
+    front_controller: Option<FrontControllerLayer>,
 }
 
 impl App {
@@ -65,11 +71,17 @@ impl App {
         let engine = PhpEngine::start(config.php_ini.as_deref(), engine::opcache_entries())?;
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
-        let php = PhpService::new(pool.handle(), &config.document_root, config.max_body_size)
+        let php = PhpService::new(pool.handle(), &config.document_root)
             .map_err(|source| StartError::DocumentRoot {
                 path: config.document_root.display().to_string(),
                 source,
-            })?;
+            })?
+            .max_body_size(config.max_body_size)
+            .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl));
+        let front_controller = match &config.index_file {
+            Some(script) => Some(FrontControllerLayer::new(php.document_root(), script)?),
+            None => None,
+        };
         tracing::info!(
             php = ffi::php_version(),
             zts = ffi::is_zts(),
@@ -83,14 +95,17 @@ impl App {
             engine: Some(engine),
             pool: Some(pool),
             php,
+            front_controller,
         })
     }
 
     /// The whole stack for the standalone server, as a router.
     pub fn router(&self) -> Router {
-        Router::new()
-            .fallback_service(self.php_service())
-            .layer(ValidateHostLayer::new())
+        let router = match &self.front_controller {
+            Some(front) => Router::new().fallback_service(front.layer_service(self.php_service())),
+            None => Router::new().fallback_service(self.php_service()),
+        };
+        router.layer(ValidateHostLayer::new())
     }
 
     /// The bare PHP service, to mount with `nest_service` or `fallback_service` and wrap

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Address the HTTP listener binds.
 pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
@@ -25,6 +26,10 @@ pub const ENV_PHP_INI: &str = "PHP_INI";
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 /// Log filter: a level or a tracing directive.
 pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
+/// How long clients may cache static files (`off` for no Cache-Control).
+pub const ENV_STATIC_CACHE_TTL: &str = "STATIC_CACHE_TTL";
+/// Front controller script run for every path that names no file.
+pub const ENV_INDEX_FILE: &str = "INDEX_FILE";
 
 /// Default for [`ENV_LISTEN_ADDR`].
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -38,6 +43,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 0;
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 /// Default for [`ENV_LOG_LEVEL`].
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default for [`ENV_STATIC_CACHE_TTL`]: one day.
+pub const DEFAULT_STATIC_CACHE_TTL: Duration = Duration::from_secs(86_400);
 
 /// One documented setting, as `--help` and docs/configuration.md list it.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +88,16 @@ pub const SETTINGS: &[Setting] = &[
         env: ENV_PHP_INI,
         default: "",
         help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
+    },
+    Setting {
+        env: ENV_STATIC_CACHE_TTL,
+        default: "1d",
+        help: "Cache-Control max-age of static files (s, m, h, d, w, y units) or off",
+    },
+    Setting {
+        env: ENV_INDEX_FILE,
+        default: "",
+        help: "front controller (index.php): runs for every path that names no file",
     },
     Setting {
         env: ENV_LOG_FORMAT,
@@ -131,6 +148,10 @@ pub struct Config {
     pub max_body_size: u64,
     /// php.ini to load instead of PHP's search ([`ENV_PHP_INI`]).
     pub php_ini: Option<PathBuf>,
+    /// Cache lifetime of static files; None sends no Cache-Control ([`ENV_STATIC_CACHE_TTL`]).
+    pub static_cache_ttl: Option<Duration>,
+    /// Front controller script, relative to the document root ([`ENV_INDEX_FILE`]).
+    pub index_file: Option<String>,
     /// Log line format ([`ENV_LOG_FORMAT`]).
     pub log_format: LogFormat,
     /// Log filter ([`ENV_LOG_LEVEL`]).
@@ -146,6 +167,8 @@ impl Default for Config {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             php_ini: None,
+            static_cache_ttl: Some(DEFAULT_STATIC_CACHE_TTL),
+            index_file: None,
             log_format: LogFormat::Text,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
         }
@@ -252,6 +275,18 @@ impl Config {
             })?;
         }
         config.php_ini = source.get(ENV_PHP_INI).map(PathBuf::from);
+        if let Some(v) = source.get(ENV_STATIC_CACHE_TTL) {
+            config.static_cache_ttl = parse_optional_duration(&v).ok_or_else(|| {
+                invalid(
+                    ENV_STATIC_CACHE_TTL,
+                    &v,
+                    "a duration such as 3600, 30m, 1d, 1w, 1y, or off",
+                )
+            })?;
+        }
+        if let Some(v) = source.get(ENV_INDEX_FILE) {
+            config.index_file = Some(v);
+        }
         if let Some(v) = source.get(ENV_LOG_FORMAT) {
             config.log_format = match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -301,6 +336,19 @@ impl Config {
         self
     }
 
+    /// Sets how long clients may cache static files (None: no Cache-Control).
+    pub fn static_cache_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.static_cache_ttl = ttl;
+        self
+    }
+
+    /// Sends every request that names no file to `script` (relative to the document root),
+    /// as nginx's `try_files $uri $uri/ /index.php?$query_string` does.
+    pub fn index_file(mut self, script: impl Into<String>) -> Self {
+        self.index_file = Some(script.into());
+        self
+    }
+
     /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.document_root.is_dir() {
@@ -309,6 +357,19 @@ impl Config {
                 &self.document_root.display().to_string(),
                 "an existing directory",
             ));
+        }
+        if let Some(index) = &self.index_file {
+            let path = self.document_root.join(index.trim_start_matches('/'));
+            if !index.ends_with(".php") || !path.is_file() {
+                return Err(invalid(
+                    ENV_INDEX_FILE,
+                    index,
+                    &format!(
+                        "a .php file under DOCUMENT_ROOT ({} not found)",
+                        path.display()
+                    ),
+                ));
+            }
         }
         if let Some(ini) = &self.php_ini
             && !ini.is_file()
@@ -375,6 +436,32 @@ fn parse_count(name: &'static str, value: &str) -> Result<usize, ConfigError> {
         .ok()
         .filter(|n| *n <= 1_000_000)
         .ok_or_else(|| invalid(name, value, "a whole number from 0 to 1000000"))
+}
+
+/// Parses a duration: `90` (seconds), `90s`, `30m`, `12h`, `1d`, `2w`, `1y`.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let v = value.trim().to_ascii_lowercase();
+    let unit_at = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(unit_at);
+    let multiplier: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        "y" => 31_536_000,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(multiplier).map(Duration::from_secs)
+}
+
+/// [`parse_duration`], or `off` (also `0`, `false`, `no`, `none`) for None.
+pub fn parse_optional_duration(value: &str) -> Option<Option<Duration>> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" | "none" | "0" => Some(None),
+        _ => parse_duration(value).map(Some),
+    }
 }
 
 /// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024; a trailing `B` or `iB` is fine).
@@ -459,6 +546,35 @@ mod tests {
         assert_eq!(parse_size(""), None);
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(1_209_600)));
+        assert_eq!(parse_duration("1y"), Some(Duration::from_secs(31_536_000)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_optional_duration("off"), Some(None));
+        let config = Config::from_source(&source(&[("STATIC_CACHE_TTL", "off")])).unwrap();
+        assert_eq!(config.static_cache_ttl, None);
+        let config = Config::from_source(&source(&[("STATIC_CACHE_TTL", "1h")])).unwrap();
+        assert_eq!(config.static_cache_ttl, Some(Duration::from_secs(3600)));
+        assert!(Config::from_source(&source(&[("STATIC_CACHE_TTL", "soon")])).is_err());
+    }
+
+    #[test]
+    fn a_missing_front_controller_stops_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default()
+            .document_root(dir.path())
+            .index_file("index.php");
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.name, "INDEX_FILE");
+        std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        assert!(config.validate().is_ok());
     }
 
     #[test]

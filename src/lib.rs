@@ -35,6 +35,7 @@ pub mod layers;
 pub mod logging;
 pub mod php;
 pub mod server;
+pub mod static_files;
 
 pub use app::{App, StartError};
 pub use config::Config;

@@ -106,9 +106,14 @@ async fn no_state_leaks_between_requests() {
 }
 
 #[tokio::test]
-async fn missing_scripts_and_non_php_files_are_404() {
+async fn missing_scripts_are_404() {
     let server = TestServer::start(&[]);
-    for path in ["/nope.php", "/notes.txt", "/missing/", "/hello.php.bak"] {
+    for path in [
+        "/nope.php",
+        "/missing/",
+        "/hello.php.bak",
+        "/notes.txt/x.php",
+    ] {
         let r = client().get(server.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }

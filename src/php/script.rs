@@ -2,9 +2,11 @@
 //!
 //! The path is percent-decoded once and walked one segment at a time from the document
 //! root: the first segment that is a regular file ending exactly in `.php` is the script and
-//! the rest is PATH_INFO (`/index.php/users/42`). A directory runs its `index.php`. A `..`
-//! or dot-file segment, a NUL byte, a backslash, or a script whose real path (symlinks
-//! resolved) leaves the root never resolves.
+//! the rest is PATH_INFO (`/index.php/users/42`). A directory runs its `index.php`, else
+//! serves its `index.html`, never a listing. A `..` or dot-file segment, a backslash, PHP
+//! source under another extension (`.phtml`, `.php5`, `.inc`, …), or anything whose real
+//! path (symlinks resolved) leaves the root is refused; a NUL byte or a malformed escape is a
+//! bad request.
 
 use std::path::{Path, PathBuf};
 
@@ -28,16 +30,24 @@ pub enum Resolution {
     File(PathBuf),
     /// A directory without a trailing slash in the request: redirect to `path/`.
     DirectoryWithoutSlash,
-    /// A directory with a trailing slash and no index.php: the caller decides (index.html).
-    Directory(PathBuf),
-    /// Nothing servable: 404.
+    /// Nothing at that path: 404, or the front controller's script.
     NotFound,
+    /// Something that must never be served (hidden, outside the root, PHP source): 404,
+    /// and never handed to a front controller either.
+    Forbidden,
     /// A malformed path (bad percent-encoding, NUL byte): 400.
     BadRequest,
 }
 
 /// The name of a directory's script.
 pub const INDEX_SCRIPT: &str = "index.php";
+/// A directory's page when it has no script.
+pub const INDEX_PAGE: &str = "index.html";
+
+/// Extensions whose files hold PHP source: never served as static files.
+const SOURCE_EXTENSIONS: &[&str] = &[
+    "php", "php3", "php4", "php5", "php7", "php8", "phtml", "phar", "phps", "pht", "inc",
+];
 
 /// Resolves `uri_path` (the raw, still percent-encoded path of the request URI) under
 /// `root`, which must be canonical (absolute, symlinks resolved).
@@ -52,11 +62,11 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
         return Resolution::NotFound;
     };
     if !decoded.starts_with('/') || decoded.contains('\\') {
-        return Resolution::NotFound;
+        return Resolution::Forbidden;
     }
     let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| s.starts_with('.')) {
-        return Resolution::NotFound;
+        return Resolution::Forbidden;
     }
     let trailing_slash = decoded.ends_with('/');
 
@@ -100,10 +110,7 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
             // `/uploads/evil.jpg/x.php`, `/style.css/`: a file is never a directory.
             return Resolution::NotFound;
         }
-        return match within_root(root, &path) {
-            Some(real) => Resolution::File(real),
-            None => Resolution::NotFound,
-        };
+        return static_file(root, &path);
     }
 
     // The path is a directory (or the root).
@@ -116,19 +123,40 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
         named.push(INDEX_SCRIPT);
         return script(root, index, &named, None);
     }
-    match within_root(root, &path) {
-        Some(real) => Resolution::Directory(real),
-        None => Resolution::NotFound,
+    let page = path.join(INDEX_PAGE);
+    if page.is_file() {
+        return static_file(root, &page);
     }
+    Resolution::NotFound
+}
+
+/// A regular file to serve as it is, unless it holds PHP source or lies outside the root.
+fn static_file(root: &Path, path: &Path) -> Resolution {
+    let Some(real) = within_root(root, path) else {
+        return Resolution::Forbidden;
+    };
+    for name in [path, real.as_path()] {
+        if is_php_source(name) {
+            return Resolution::Forbidden;
+        }
+    }
+    Resolution::File(real)
+}
+
+/// Whether the file name ends in an extension that holds PHP source, in any letter case.
+fn is_php_source(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| SOURCE_EXTENSIONS.iter().any(|s| e.eq_ignore_ascii_case(s)))
 }
 
 fn script(root: &Path, path: PathBuf, named: &[&str], path_info: Option<String>) -> Resolution {
     let Some(real) = within_root(root, &path) else {
-        return Resolution::NotFound;
+        return Resolution::Forbidden;
     };
     // The real file must itself be a .php file, so a symlink `x.php -> secret.txt` never runs.
     if real.extension().and_then(|e| e.to_str()) != Some("php") {
-        return Resolution::NotFound;
+        return Resolution::Forbidden;
     }
     let mut script_name = String::with_capacity(64);
     for s in named {
@@ -231,17 +259,22 @@ mod tests {
         let m = script_of(resolve(&root, "/sub/"));
         assert_eq!(m.script_name, "/sub/index.php");
         assert_eq!(resolve(&root, "/sub"), Resolution::DirectoryWithoutSlash);
-        assert!(matches!(
+        assert_eq!(resolve(&root, "/sub/deeper/"), Resolution::NotFound);
+        fs::write(root.join("sub/deeper/index.html"), "<p>").unwrap();
+        assert_eq!(
             resolve(&root, "/sub/deeper/"),
-            Resolution::Directory(_)
-        ));
+            Resolution::File(root.join("sub/deeper/index.html"))
+        );
     }
 
     #[test]
     fn only_exact_php_files_run() {
         let (_d, root) = root();
-        assert!(matches!(resolve(&root, "/x.phtml"), Resolution::File(_)));
+        assert_eq!(resolve(&root, "/x.phtml"), Resolution::Forbidden);
+        assert!(matches!(resolve(&root, "/style.css"), Resolution::File(_)));
         assert_eq!(resolve(&root, "/x.PHP"), Resolution::NotFound);
+        fs::write(root.join("upper.PHP"), "<?php").unwrap();
+        assert_eq!(resolve(&root, "/upper.PHP"), Resolution::Forbidden);
         assert_eq!(resolve(&root, "/x.php%20"), Resolution::NotFound);
         assert_eq!(resolve(&root, "/x.php."), Resolution::NotFound);
         assert_eq!(
@@ -263,15 +296,20 @@ mod tests {
             "/../etc/passwd",
             "/%2e%2e/etc/passwd",
             "/sub/%2E%2E/%2e%2e/etc/passwd",
-            "/%252e%252e/etc/passwd",
             "/..%2fetc%2fpasswd",
             "/..%5c..%5cetc",
+            "/sub%5c..%5c..%5cetc",
             "/.env",
             "/sub/../.env",
             "/.git/config",
         ] {
-            assert_eq!(resolve(&root, path), Resolution::NotFound, "{path}");
+            assert_eq!(resolve(&root, path), Resolution::Forbidden, "{path}");
         }
+        // Decoded once: `%252e` is a literal `%2e` name, which does not exist.
+        assert_eq!(
+            resolve(&root, "/%252e%252e/etc/passwd"),
+            Resolution::NotFound
+        );
         assert_eq!(resolve(&root, "/%zz"), Resolution::BadRequest);
     }
 
@@ -286,10 +324,10 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
         std::os::unix::fs::symlink(root.join("style.css"), root.join("css.php")).unwrap();
-        assert_eq!(resolve(&root, "/link.php"), Resolution::NotFound);
-        assert_eq!(resolve(&root, "/out/secret.txt"), Resolution::NotFound);
-        assert_eq!(resolve(&root, "/out/secret.php"), Resolution::NotFound);
-        assert_eq!(resolve(&root, "/css.php"), Resolution::NotFound);
+        assert_eq!(resolve(&root, "/link.php"), Resolution::Forbidden);
+        assert_eq!(resolve(&root, "/out/secret.txt"), Resolution::Forbidden);
+        assert_eq!(resolve(&root, "/out/secret.php"), Resolution::Forbidden);
+        assert_eq!(resolve(&root, "/css.php"), Resolution::Forbidden);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! [`PhpService`]: the final service. It resolves the script under the document root,
-//! receives the body, queues the request for a worker and turns PHP's answer into a
-//! response. Every failure becomes a response here: 404, 400, 413, 503, 500.
+//! [`PhpService`]: the final service for a document root. It resolves the request path
+//! (see [`script`](super::script)), serves static files, and for a script receives the
+//! body, queues the request for a worker and turns PHP's answer into a response. Every
+//! failure becomes a response here: 404, 400, 413, 503, 500.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,33 +22,37 @@ use super::body::{BodyError, RequestBody};
 use super::pool::{Job, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
 use super::script::{self, Resolution, ScriptMatch};
+use crate::config::DEFAULT_MAX_BODY_SIZE;
 use crate::error_response::{error_response, retry_later};
+use crate::static_files::{self, StaticOptions};
 
-/// Runs PHP scripts under a document root on a worker pool. `Clone`, and infallible: mount
-/// it with `Router::fallback_service` or `nest_service`.
+/// Serves a document root: PHP scripts on a worker pool, other files as static files.
+/// `Clone`, and infallible: mount it with `Router::fallback_service` or `nest_service`.
 #[derive(Debug, Clone)]
 pub struct PhpService {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     pool: PoolHandle,
     root: PathBuf,
     root_text: String,
     max_body_size: u64,
+    static_options: StaticOptions,
 }
+
+/// How a request path was resolved, when a layer in front (the front controller) has
+/// already decided; the service then uses it instead of resolving again.
+#[derive(Debug, Clone)]
+pub struct ResolvedPath(pub Resolution);
 
 /// The future [`PhpService`] returns.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl PhpService {
-    /// A service for scripts under `document_root` (made canonical here), queued on `pool`.
-    pub fn new(
-        pool: PoolHandle,
-        document_root: &Path,
-        max_body_size: u64,
-    ) -> std::io::Result<Self> {
+    /// A service for `document_root` (made canonical here), running scripts on `pool`.
+    pub fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
         let root = document_root.canonicalize()?;
         let root_text = root.to_string_lossy().into_owned();
         Ok(Self {
@@ -55,9 +60,22 @@ impl PhpService {
                 pool,
                 root,
                 root_text,
-                max_body_size,
+                max_body_size: DEFAULT_MAX_BODY_SIZE,
+                static_options: StaticOptions::default(),
             }),
         })
+    }
+
+    /// Sets the largest request body, in bytes (larger gets 413).
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        Arc::make_mut(&mut self.inner).max_body_size = bytes;
+        self
+    }
+
+    /// Sets how static files are served (cache lifetime).
+    pub fn static_options(mut self, options: StaticOptions) -> Self {
+        Arc::make_mut(&mut self.inner).static_options = options;
+        self
     }
 
     /// The canonical document root.
@@ -68,12 +86,6 @@ impl PhpService {
     /// The worker pool this service queues on.
     pub fn pool(&self) -> &PoolHandle {
         &self.inner.pool
-    }
-
-    /// Runs `script` for `request`; used by the service itself and by layers that pick the
-    /// script another way (the front controller).
-    pub async fn run_script(&self, request: Request<Body>, script: ScriptMatch) -> Response {
-        self.inner.run(request, script).await
     }
 }
 
@@ -95,12 +107,21 @@ impl tower::Service<Request<Body>> for PhpService {
 // === impl Inner ===
 
 impl Inner {
-    async fn handle(&self, request: Request<Body>) -> Response {
-        match script::resolve(&self.root, request.uri().path()) {
+    async fn handle(&self, mut request: Request<Body>) -> Response {
+        let resolution = match request.extensions_mut().remove::<ResolvedPath>() {
+            Some(ResolvedPath(resolution)) => resolution,
+            None => script::resolve(&self.root, request.uri().path()),
+        };
+        match resolution {
             Resolution::Script(script) => self.run(request, script).await,
+            Resolution::File(path) => {
+                static_files::serve(&path, request, &self.static_options).await
+            }
             Resolution::DirectoryWithoutSlash => redirect_to_directory(&request),
             Resolution::BadRequest => error_response(StatusCode::BAD_REQUEST),
-            Resolution::File(_) | Resolution::Directory(_) | Resolution::NotFound => {
+            Resolution::NotFound => error_response(StatusCode::NOT_FOUND),
+            Resolution::Forbidden => {
+                tracing::info!(uri = %request.uri(), "refused a hidden, outside or source path; answering 404");
                 error_response(StatusCode::NOT_FOUND)
             }
         }

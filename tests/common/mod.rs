@@ -24,17 +24,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server on the fixtures with `env` on top of test defaults.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        Self::start_with_root(fixtures(), env)
+        Self::start_with_root(&fixtures(), env)
     }
 
     /// Starts the server on `root` with `env`.
-    pub fn start_with_root(root: PathBuf, env: &[(&str, &str)]) -> Self {
+    pub fn start_with_root(root: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tokio_php"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("DOCUMENT_ROOT", &root)
+            .env("DOCUMENT_ROOT", root)
             .env("PHP_WORKERS", "2")
             .env("LOG_LEVEL", "info")
             .stdin(Stdio::null())

@@ -1,0 +1,198 @@
+//! Single entry point: every request whose path names no file or directory of the document
+//! root runs one script (`index.php`), as nginx's
+//! `try_files $uri $uri/ /index.php?$query_string` does for Laravel, Symfony and WordPress.
+//!
+//! PHP sees `SCRIPT_NAME=/index.php`, the original `REQUEST_URI` and `QUERY_STRING`, and no
+//! `PATH_INFO` — what those frameworks route on. Hidden files (`/.env`), paths leaving the
+//! root and PHP source under other extensions still get 404, never the front controller.
+//!
+//! The layer must wrap the document-root service directly, since it decides before
+//! routing: it resolves the path once and hands its decision on in a [`ResolvedPath`]
+//! extension.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::Router;
+//! use tokio_php::layers::FrontControllerLayer;
+//! use tokio_php::{App, Config};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = App::start(Config::default().document_root("./public"))?;
+//! let front = FrontControllerLayer::new(app.document_root(), "index.php")?;
+//! let router: Router = Router::new().fallback_service(front.layer_service(app.php_service()));
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower::{Layer, Service};
+
+use crate::php::script::{self, Resolution, ScriptMatch};
+use crate::php::service::ResolvedPath;
+
+/// Applies [`FrontController`] to a service.
+#[derive(Debug, Clone)]
+pub struct FrontControllerLayer {
+    root: PathBuf,
+    index: ScriptMatch,
+}
+
+/// The front controller script cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("front controller {script:?} is not a .php file under the document root {root}: {reason}")]
+pub struct FrontControllerError {
+    /// The script as configured.
+    pub script: String,
+    /// The document root.
+    pub root: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl FrontControllerLayer {
+    /// Runs `script` (relative to `document_root`, such as `index.php`) for every path that
+    /// names no file. Fails when the script does not exist under the root.
+    pub fn new(document_root: &Path, script: &str) -> Result<Self, FrontControllerError> {
+        let fail = |reason: String| FrontControllerError {
+            script: script.to_owned(),
+            root: document_root.display().to_string(),
+            reason,
+        };
+        let root = document_root
+            .canonicalize()
+            .map_err(|e| fail(format!("document root: {e}")))?;
+        let name = format!("/{}", script.trim_start_matches('/'));
+        match script::resolve(&root, &name) {
+            Resolution::Script(index) if index.path_info.is_none() => Ok(Self { root, index }),
+            other => Err(fail(format!("it resolves to {other:?}"))),
+        }
+    }
+
+    /// The same layer applied to `service`: shorthand for `Layer::layer`.
+    pub fn layer_service<S>(&self, service: S) -> FrontController<S> {
+        self.layer(service)
+    }
+
+    /// The script run for unmatched paths.
+    pub fn script(&self) -> &ScriptMatch {
+        &self.index
+    }
+}
+
+impl<S> Layer<S> for FrontControllerLayer {
+    type Service = FrontController<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FrontController::new(inner, self.clone())
+    }
+}
+
+/// Resolves each request path and sends those that name nothing to the front controller.
+#[derive(Debug, Clone)]
+pub struct FrontController<S> {
+    inner: S,
+    layer: FrontControllerLayer,
+}
+
+impl<S> FrontController<S> {
+    /// Wraps `inner` (the document-root service) with the decisions of `layer`.
+    pub fn new(inner: S, layer: FrontControllerLayer) -> Self {
+        Self { inner, layer }
+    }
+}
+
+impl<S, B> Service<Request<B>> for FrontController<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let resolution = match script::resolve(&self.layer.root, request.uri().path()) {
+            Resolution::NotFound => Resolution::Script(self.layer.index.clone()),
+            other => other,
+        };
+        request.extensions_mut().insert(ResolvedPath(resolution));
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    fn app() -> (tempfile::TempDir, FrontControllerLayer) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join("other.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join(".env"), "SECRET=1").unwrap();
+        std::fs::create_dir(dir.path().join("css")).unwrap();
+        std::fs::write(dir.path().join("css/app.css"), "a{}").unwrap();
+        let layer = FrontControllerLayer::new(dir.path(), "index.php").unwrap();
+        (dir, layer)
+    }
+
+    async fn decide(layer: &FrontControllerLayer, path: &str) -> Resolution {
+        let service = layer.layer_service(tower::service_fn(|r: Request<()>| async move {
+            Ok::<_, Infallible>(r.extensions().get::<ResolvedPath>().unwrap().0.clone())
+        }));
+        let request = Request::builder().uri(path).body(()).unwrap();
+        service.oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn unmatched_paths_run_the_front_controller() {
+        let (_dir, layer) = app();
+        for path in [
+            "/users/42",
+            "/api/items?x=1",
+            "/nope.php",
+            "/css/missing.css",
+        ] {
+            match decide(&layer, path).await {
+                Resolution::Script(m) => {
+                    assert_eq!(m.script_name, "/index.php", "{path}");
+                    assert_eq!(m.path_info, None);
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn files_scripts_and_refusals_stay_as_they_are() {
+        let (_dir, layer) = app();
+        assert!(matches!(
+            decide(&layer, "/css/app.css").await,
+            Resolution::File(_)
+        ));
+        match decide(&layer, "/other.php").await {
+            Resolution::Script(m) => assert_eq!(m.script_name, "/other.php"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(decide(&layer, "/.env").await, Resolution::Forbidden);
+        assert_eq!(
+            decide(&layer, "/%2e%2e/etc/passwd").await,
+            Resolution::Forbidden
+        );
+        assert_eq!(decide(&layer, "/a%00b").await, Resolution::BadRequest);
+    }
+
+    #[test]
+    fn a_missing_script_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = FrontControllerLayer::new(dir.path(), "index.php").unwrap_err();
+        assert!(err.to_string().contains("index.php"));
+    }
+}
