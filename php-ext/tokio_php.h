@@ -50,6 +50,12 @@ typedef struct {
     size_t server_vars_len;     /* number of pairs */
 } tphp_request;
 
+/* Facts about the server for tokio_server_info(); strings borrowed for the call. */
+typedef struct {
+    const char *server_version;
+    int64_t workers;
+} tphp_server_info;
+
 /* What happened to a request, as tphp_execute() reports it. */
 enum {
     TPHP_DONE = 0,             /* the script ran (it may have failed; the status says how) */
@@ -77,5 +83,19 @@ void tphp_rust_send_headers(void *context, int status);
 size_t tphp_rust_read_post(void *context, char *buf, size_t len);
 /* A message from PHP's error log; `context` is NULL outside a request. */
 void tphp_rust_log(void *context, const char *message, size_t len, int syslog_level);
+
+/* --- the PHP functions of the tokio_php extension, answered by Rust --- */
+/* The request id; *ptr stays valid until the request ends. */
+void tphp_rust_request_id(void *context, const char **ptr, size_t *len);
+int64_t tphp_rust_worker_id(void *context);
+void tphp_rust_server_info(void *context, tphp_server_info *info);
+/* Ends the response now (headers were sent, buffers flushed). 1 if this call ended it. */
+int tphp_rust_finish_request(void *context);
+/* Pushes the request's deadline forward (0: by the full timeout). 1 if a deadline moved. */
+int tphp_rust_heartbeat(void *context, int64_t seconds);
+/* One header line of an informational (1xx) response, then the status to send it with.
+ * tphp_rust_send_informational returns 1 when the response was queued for the client. */
+void tphp_rust_informational_header(void *context, const char *line, size_t len);
+int tphp_rust_send_informational(void *context, int status);
 
 #endif

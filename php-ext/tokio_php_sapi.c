@@ -11,6 +11,7 @@
 #include <php_main.h>
 #include <php_variables.h>
 #include <SAPI.h>
+#include <ext/standard/head.h>
 #include <ext/standard/info.h>
 
 #ifdef ZTS
@@ -24,7 +25,125 @@ static const tphp_startup_config *startup_config = NULL;
 /* The request this worker thread is running, borrowed from tphp_execute()'s caller. */
 ZEND_TLS const tphp_request *current_request = NULL; /* ZEND_TLS includes static */
 
-/* === the tokio_php extension === */
+/* === the tokio_php extension: PHP functions (signatures in tokio_php.stub.php) === */
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_request_id, 0, 0, IS_STRING, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_worker_id, 0, 0, IS_LONG, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_server_info, 0, 0, IS_ARRAY, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_finish_request, 0, 0, _IS_BOOL, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_request_heartbeat, 0, 0, _IS_BOOL, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, seconds, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_headers_send, 0, 0, IS_LONG, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, status, IS_LONG, 0, "103")
+ZEND_END_ARG_INFO()
+
+PHP_FUNCTION(tokio_request_id)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    const char *ptr = NULL;
+    size_t len = 0;
+    if (SG(server_context)) {
+        tphp_rust_request_id(SG(server_context), &ptr, &len);
+    }
+    RETURN_STRINGL(ptr ? ptr : "", ptr ? len : 0);
+}
+
+PHP_FUNCTION(tokio_worker_id)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    RETURN_LONG(SG(server_context) ? tphp_rust_worker_id(SG(server_context)) : -1);
+}
+
+PHP_FUNCTION(tokio_server_info)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    tphp_server_info info = {0};
+    tphp_rust_server_info(SG(server_context), &info);
+    array_init(return_value);
+    add_assoc_string(return_value, "server", "tokio_php");
+    add_assoc_string(return_value, "server_version", info.server_version ? (char *) info.server_version : "");
+    add_assoc_long(return_value, "workers", (zend_long) info.workers);
+    add_assoc_string(return_value, "php_version", PHP_VERSION);
+    add_assoc_bool(return_value, "zts", tphp_is_zts());
+    add_assoc_string(return_value, "sapi", (char *) sapi_module.name);
+}
+
+PHP_FUNCTION(tokio_finish_request)
+{
+    ZEND_PARSE_PARAMETERS_NONE();
+    void *context = SG(server_context);
+    if (!context) {
+        RETURN_FALSE;
+    }
+    /* As php-fpm's fastcgi_finish_request(): flush every buffer, send the headers, end. */
+    php_output_end_all();
+    php_header();
+    RETURN_BOOL(tphp_rust_finish_request(context));
+}
+
+PHP_FUNCTION(tokio_request_heartbeat)
+{
+    zend_long seconds = 0;
+    ZEND_PARSE_PARAMETERS_START(0, 1)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_LONG(seconds)
+    ZEND_PARSE_PARAMETERS_END();
+    if (seconds < 0) {
+        zend_argument_value_error(1, "must be greater than or equal to 0");
+        RETURN_THROWS();
+    }
+    RETURN_BOOL(SG(server_context) && tphp_rust_heartbeat(SG(server_context), (int64_t) seconds));
+}
+
+PHP_FUNCTION(headers_send)
+{
+    zend_long status = 103;
+    ZEND_PARSE_PARAMETERS_START(0, 1)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_LONG(status)
+    ZEND_PARSE_PARAMETERS_END();
+    void *context = SG(server_context);
+    if (status < 100 || status > 199) {
+        zend_argument_value_error(1, "must be an informational status (100-199)");
+        RETURN_THROWS();
+    }
+    if (!context || SG(headers_sent)) {
+        RETURN_LONG(0);
+    }
+    zend_llist_position pos;
+    sapi_header_struct *h = zend_llist_get_first_ex(&SG(sapi_headers).headers, &pos);
+    while (h) {
+        tphp_rust_informational_header(context, h->header, h->header_len);
+        h = zend_llist_get_next_ex(&SG(sapi_headers).headers, &pos);
+    }
+    RETURN_LONG(tphp_rust_send_informational(context, (int) status) ? status : 0);
+}
+
+static const zend_function_entry tokio_php_functions[] = {
+    PHP_FE(tokio_request_id, arginfo_tokio_request_id)
+    PHP_FE(tokio_worker_id, arginfo_tokio_worker_id)
+    PHP_FE(tokio_server_info, arginfo_tokio_server_info)
+    PHP_FE(tokio_finish_request, arginfo_tokio_finish_request)
+    PHP_FE(tokio_request_heartbeat, arginfo_tokio_request_heartbeat)
+    PHP_FE(headers_send, arginfo_headers_send)
+    PHP_FE_END
+};
+
+/* Symfony's and Laravel's terminate phase call fastcgi_finish_request() when it exists. */
+static const zend_function_entry fastcgi_alias_functions[] = {
+    ZEND_RAW_FENTRY("fastcgi_finish_request", PHP_FN(tokio_finish_request), arginfo_tokio_finish_request, 0)
+    PHP_FE_END
+};
 
 static PHP_MINIT_FUNCTION(tokio_php)
 {
@@ -32,6 +151,10 @@ static PHP_MINIT_FUNCTION(tokio_php)
      * knows. tphp_startup() restores the real one before any request runs. */
     if (startup_config && startup_config->startup_sapi_name) {
         sapi_module.name = (char *) startup_config->startup_sapi_name;
+    }
+    if (!zend_hash_str_exists(CG(function_table), "fastcgi_finish_request",
+                              sizeof("fastcgi_finish_request") - 1)) {
+        zend_register_functions(NULL, fastcgi_alias_functions, NULL, MODULE_PERSISTENT);
     }
     return SUCCESS;
 }
@@ -46,7 +169,7 @@ static PHP_MINFO_FUNCTION(tokio_php)
 static zend_module_entry tokio_php_module_entry = {
     STANDARD_MODULE_HEADER,
     "tokio_php",
-    NULL,
+    tokio_php_functions,
     PHP_MINIT(tokio_php),
     NULL,
     NULL,

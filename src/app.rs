@@ -78,6 +78,11 @@ impl App {
             })?
             .max_body_size(config.max_body_size)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl));
+        let php = if config.sendfile_roots.is_empty() {
+            php
+        } else {
+            php.sendfile_roots(&config.sendfile_roots)
+        };
         let front_controller = match &config.index_file {
             Some(script) => Some(FrontControllerLayer::new(php.document_root(), script)?),
             None => None,

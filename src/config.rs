@@ -30,6 +30,8 @@ pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
 pub const ENV_STATIC_CACHE_TTL: &str = "STATIC_CACHE_TTL";
 /// Front controller script run for every path that names no file.
 pub const ENV_INDEX_FILE: &str = "INDEX_FILE";
+/// Directories X-Sendfile / X-Accel-Redirect may hand files from.
+pub const ENV_SENDFILE_ROOTS: &str = "SENDFILE_ROOTS";
 
 /// Default for [`ENV_LISTEN_ADDR`].
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -100,6 +102,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "front controller (index.php): runs for every path that names no file",
     },
     Setting {
+        env: ENV_SENDFILE_ROOTS,
+        default: "",
+        help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT",
+    },
+    Setting {
         env: ENV_LOG_FORMAT,
         default: "text",
         help: "log format: text or json",
@@ -152,6 +159,9 @@ pub struct Config {
     pub static_cache_ttl: Option<Duration>,
     /// Front controller script, relative to the document root ([`ENV_INDEX_FILE`]).
     pub index_file: Option<String>,
+    /// Directories X-Sendfile may serve from; empty = the document root
+    /// ([`ENV_SENDFILE_ROOTS`]).
+    pub sendfile_roots: Vec<PathBuf>,
     /// Log line format ([`ENV_LOG_FORMAT`]).
     pub log_format: LogFormat,
     /// Log filter ([`ENV_LOG_LEVEL`]).
@@ -169,6 +179,7 @@ impl Default for Config {
             php_ini: None,
             static_cache_ttl: Some(DEFAULT_STATIC_CACHE_TTL),
             index_file: None,
+            sendfile_roots: Vec::new(),
             log_format: LogFormat::Text,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
         }
@@ -287,6 +298,14 @@ impl Config {
         if let Some(v) = source.get(ENV_INDEX_FILE) {
             config.index_file = Some(v);
         }
+        if let Some(v) = source.get(ENV_SENDFILE_ROOTS) {
+            config.sendfile_roots = v
+                .split([':', ','])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
+        }
         if let Some(v) = source.get(ENV_LOG_FORMAT) {
             config.log_format = match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -368,6 +387,15 @@ impl Config {
                         "a .php file under DOCUMENT_ROOT ({} not found)",
                         path.display()
                     ),
+                ));
+            }
+        }
+        for root in &self.sendfile_roots {
+            if !root.is_dir() {
+                return Err(invalid(
+                    ENV_SENDFILE_ROOTS,
+                    &root.display().to_string(),
+                    "existing directories separated by : or ,",
                 ));
             }
         }
@@ -509,6 +537,7 @@ mod tests {
             ("QUEUE_CAPACITY", "7"),
             ("MAX_BODY_SIZE", "2M"),
             ("PHP_INI", "/etc/php.ini"),
+            ("SENDFILE_ROOTS", "/srv/files:/var/private, /tmp"),
             ("LOG_FORMAT", "JSON"),
             ("LOG_LEVEL", "debug"),
         ]))
@@ -518,6 +547,10 @@ mod tests {
         assert_eq!(config.queue_capacity, 7);
         assert_eq!(config.max_body_size, 2 << 20);
         assert_eq!(config.php_ini, Some(PathBuf::from("/etc/php.ini")));
+        assert_eq!(
+            config.sendfile_roots,
+            ["/srv/files", "/var/private", "/tmp"].map(PathBuf::from)
+        );
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.log_level, "debug");
     }

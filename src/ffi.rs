@@ -24,6 +24,22 @@ pub(crate) trait SapiHandler {
     fn read_post(&mut self, buf: &mut [u8]) -> usize;
     /// A line from PHP's error log.
     fn log(&mut self, level: PhpLogLevel, message: &str);
+    /// The request id (`tokio_request_id()`).
+    fn request_id(&self) -> &str;
+    /// The worker thread's number (`tokio_worker_id()`).
+    fn worker_id(&self) -> i64;
+    /// The number of worker threads (`tokio_server_info()`).
+    fn workers(&self) -> i64;
+    /// Ends the response now and lets the script go on (`tokio_finish_request()`). True if
+    /// this call ended it.
+    fn finish_request(&mut self) -> bool;
+    /// Pushes the request's deadline forward (`tokio_request_heartbeat()`).
+    fn heartbeat(&mut self, seconds: u64) -> bool;
+    /// One header line for the next informational response (`headers_send()`).
+    fn informational_header(&mut self, line: &[u8]);
+    /// Sends an informational response with the headers given since the last one. True if
+    /// it was queued for the client.
+    fn send_informational(&mut self, status: u16) -> bool;
 }
 
 /// Severity of a PHP log line (PHP passes syslog levels).
@@ -66,6 +82,12 @@ struct TphpStartupConfig {
     ini_defaults_len: usize,
     ini_entries: *const c_char,
     startup_sapi_name: *const c_char,
+}
+
+#[repr(C)]
+struct TphpServerInfo {
+    server_version: *const c_char,
+    workers: i64,
 }
 
 #[repr(C)]
@@ -472,6 +494,91 @@ ffi_callback! {
             Some(h) => h.log(level, &text),
             None => log_php(level, &text, None),
         }
+    }
+}
+
+ffi_callback! {
+    /// `tokio_request_id()`: points `*ptr`/`*len` at the id, valid until the request ends.
+    fn tphp_rust_request_id(context: *mut c_void, ptr: *mut *const c_char, len: *mut usize) -> (), fallback (), {
+        if ptr.is_null() || len.is_null() {
+            return;
+        }
+        // SAFETY: the shim passes the context of the running request.
+        if let Some(h) = unsafe { handler(context) } {
+            let id = h.request_id();
+            // SAFETY: both out-pointers were checked non-null and point to the shim's locals;
+            // the id lives in the request's handler until the request ends.
+            unsafe {
+                *ptr = id.as_ptr().cast();
+                *len = id.len();
+            }
+        }
+    }
+}
+
+ffi_callback! {
+    /// `tokio_worker_id()`.
+    fn tphp_rust_worker_id(context: *mut c_void) -> i64, fallback -1, {
+        // SAFETY: the shim passes the context of the running request.
+        unsafe { handler(context) }.map_or(-1, |h| h.worker_id())
+    }
+}
+
+ffi_callback! {
+    /// `tokio_server_info()`.
+    fn tphp_rust_server_info(context: *mut c_void, info: *mut TphpServerInfo) -> (), fallback (), {
+        if info.is_null() {
+            return;
+        }
+        const VERSION: &CStr =
+            match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+                Ok(version) => version,
+                Err(_) => c"unknown",
+            };
+        // SAFETY: the shim passes the context of the running request (or NULL).
+        let workers = unsafe { handler(context) }.map_or(0, |h| h.workers());
+        // SAFETY: `info` was checked non-null and points to the shim's local struct.
+        unsafe {
+            (*info).server_version = VERSION.as_ptr();
+            (*info).workers = workers;
+        }
+    }
+}
+
+ffi_callback! {
+    /// `tokio_finish_request()` / `fastcgi_finish_request()`.
+    fn tphp_rust_finish_request(context: *mut c_void) -> c_int, fallback 0, {
+        // SAFETY: the shim passes the context of the running request.
+        unsafe { handler(context) }.map_or(0, |h| c_int::from(h.finish_request()))
+    }
+}
+
+ffi_callback! {
+    /// `tokio_request_heartbeat()`.
+    fn tphp_rust_heartbeat(context: *mut c_void, seconds: i64) -> c_int, fallback 0, {
+        let seconds = u64::try_from(seconds).unwrap_or(0);
+        // SAFETY: the shim passes the context of the running request.
+        unsafe { handler(context) }.map_or(0, |h| c_int::from(h.heartbeat(seconds)))
+    }
+}
+
+ffi_callback! {
+    /// One header of a `headers_send()` informational response.
+    fn tphp_rust_informational_header(context: *mut c_void, line: *const c_char, len: usize) -> (), fallback (), {
+        // SAFETY: the shim passes the context and a header PHP holds for the call.
+        let (handler, line) = unsafe { (handler(context), bytes(line, len)) };
+        if let Some(h) = handler {
+            h.informational_header(line);
+        }
+    }
+}
+
+ffi_callback! {
+    /// End of a `headers_send()` informational response.
+    fn tphp_rust_send_informational(context: *mut c_void, status: c_int) -> c_int, fallback 0, {
+        let status = u16::try_from(status).unwrap_or(0);
+        // SAFETY: the shim passes the context of the running request.
+        unsafe { handler(context) }.map_or(0, |h| c_int::from(h.send_informational(status)))
     }
 }
 

@@ -29,6 +29,7 @@
 
 pub mod app;
 pub mod config;
+pub mod early_hints;
 pub mod error_response;
 pub mod ffi;
 pub mod layers;

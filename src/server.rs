@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,6 +11,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::early_hints::{EarlyHints, SharedIo};
 use crate::php::ConnectionInfo;
 
 /// How long in-flight requests may take to finish after shutdown starts.
@@ -43,7 +43,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(&router, remote, local, false);
+        let stream = SharedIo::new(stream);
+        let service = ConnectionService {
+            router: router.clone(),
+            info: ConnectionInfo {
+                remote,
+                local,
+                tls: false,
+            },
+            early_hints: stream.early_hints(),
+        };
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
@@ -63,23 +72,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// The router for one connection: every request carries the connection's facts.
+/// The router for one connection: every request carries the connection's facts, and
+/// HTTP/1.1 requests a way to send informational responses.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
     info: ConnectionInfo,
-}
-
-fn connection_service(
-    router: &Router,
-    remote: SocketAddr,
-    local: SocketAddr,
-    tls: bool,
-) -> ConnectionService {
-    ConnectionService {
-        router: router.clone(),
-        info: ConnectionInfo { remote, local, tls },
-    }
+    early_hints: EarlyHints,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
@@ -90,6 +89,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(self.info);
+        if request.version() == http::Version::HTTP_11 {
+            request.extensions_mut().insert(self.early_hints.clone());
+        }
         tower::Service::call(&mut self.router.clone(), request)
     }
 }

@@ -4,6 +4,7 @@
 //! ([`service`]).
 
 pub mod body;
+pub mod control;
 pub mod engine;
 pub mod output;
 pub mod pool;

@@ -1,15 +1,46 @@
 //! The worker's side of one running request: it receives PHP's headers and output and
 //! decides when they leave. Output is held until the script flushes, a chunk fills, or the
 //! script ends; a response that ends before anything had to leave goes out whole, with a
-//! Content-Length, through one channel message.
+//! Content-Length, through one channel message. It also answers the tokio_* PHP functions.
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
+use super::control::RequestControl;
 use super::response::{PhpBody, ResponseHead, ResponseStart, add_header_line};
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
+
+/// Who is running the request, for the tokio_* PHP functions.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request id.
+    pub request_id: String,
+    /// The worker thread's number.
+    pub worker: usize,
+    /// How many workers the pool has.
+    pub workers: usize,
+    /// State shared with the HTTP side.
+    pub control: Arc<RequestControl>,
+    /// Where informational (1xx) responses go, when the connection can carry them.
+    pub informational: Option<mpsc::UnboundedSender<ResponseHead>>,
+}
+
+impl RequestContext {
+    /// A context for a request run outside a pool (tests).
+    pub fn detached(request_id: &str) -> Self {
+        Self {
+            request_id: request_id.to_owned(),
+            worker: 0,
+            workers: 1,
+            control: Arc::new(RequestControl::default()),
+            informational: None,
+        }
+    }
+}
 
 /// Output is sent on once this much is held.
 pub const CHUNK_SIZE: usize = 64 * 1024;
@@ -24,13 +55,21 @@ pub struct OutputWriter {
     stream: Option<mpsc::Sender<Bytes>>,
     buf: BytesMut,
     client_gone: bool,
+    finished: bool,
     body: RequestBody,
     tag: String,
+    context: RequestContext,
+    informational_headers: HeaderMap,
 }
 
 impl OutputWriter {
     /// A writer that answers on `start`, feeds PHP `body`, and tags log lines with `tag`.
-    pub fn new(start: oneshot::Sender<ResponseStart>, body: RequestBody, tag: String) -> Self {
+    pub fn new(
+        start: oneshot::Sender<ResponseStart>,
+        body: RequestBody,
+        tag: String,
+        context: RequestContext,
+    ) -> Self {
         Self {
             start: Some(start),
             headers: HeaderMap::new(),
@@ -38,13 +77,25 @@ impl OutputWriter {
             stream: None,
             buf: BytesMut::new(),
             client_gone: false,
+            finished: false,
             body,
             tag,
+            context,
+            informational_headers: HeaderMap::new(),
         }
     }
 
     /// Ends the response: sends what is held, and a 500 if PHP never sent a head.
     pub fn finish(mut self) {
+        self.end_response();
+    }
+
+    /// Sends everything held and closes the body; later output is discarded.
+    fn end_response(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
         if let Some(start) = self.start.take() {
             let head = self
                 .head
@@ -59,6 +110,7 @@ impl OutputWriter {
         {
             let _ = stream.blocking_send(self.buf.split().freeze());
         }
+        self.buf.clear();
     }
 
     /// Whether the client went away while the script ran.
@@ -75,7 +127,11 @@ impl OutputWriter {
             };
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
             let first = (!chunk.is_empty()).then_some(chunk);
-            let body = PhpBody::Stream { first, rx };
+            let body = PhpBody::Stream {
+                first,
+                rx,
+                guard: None,
+            };
             if start.send(ResponseStart { head, body }).is_err() {
                 self.client_gone = true;
             } else {
@@ -92,7 +148,12 @@ impl OutputWriter {
 
 impl SapiHandler for OutputWriter {
     fn write(&mut self, data: &[u8]) -> bool {
-        if self.client_gone {
+        if self.finished {
+            // After tokio_finish_request(): the client has its response; output is dropped.
+            return true;
+        }
+        if self.client_gone || self.context.control.client_gone() {
+            self.client_gone = true;
             return false;
         }
         self.buf.extend_from_slice(data);
@@ -103,7 +164,7 @@ impl SapiHandler for OutputWriter {
     }
 
     fn flush(&mut self) {
-        if !self.client_gone && (self.head.is_some() || self.stream.is_some()) {
+        if !self.finished && !self.client_gone && (self.head.is_some() || self.stream.is_some()) {
             self.send_held();
         }
     }
@@ -120,6 +181,9 @@ impl SapiHandler for OutputWriter {
     }
 
     fn send_headers(&mut self, status: u16) {
+        if self.finished {
+            return;
+        }
         let status = match status {
             0 => StatusCode::OK,
             200..=999 => StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -141,6 +205,56 @@ impl SapiHandler for OutputWriter {
     fn log(&mut self, level: PhpLogLevel, message: &str) {
         ffi::log_php(level, message, Some(&self.tag));
     }
+
+    fn request_id(&self) -> &str {
+        &self.context.request_id
+    }
+
+    fn worker_id(&self) -> i64 {
+        i64::try_from(self.context.worker).unwrap_or(i64::MAX)
+    }
+
+    fn workers(&self) -> i64 {
+        i64::try_from(self.context.workers).unwrap_or(i64::MAX)
+    }
+
+    fn finish_request(&mut self) -> bool {
+        if self.finished {
+            return false;
+        }
+        self.end_response();
+        true
+    }
+
+    fn heartbeat(&mut self, seconds: u64) -> bool {
+        self.context.control.heartbeat(seconds)
+    }
+
+    fn informational_header(&mut self, line: &[u8]) {
+        let mut parsed = HeaderMap::new();
+        if add_header_line(&mut parsed, line).is_ok() {
+            // Early Hints carry what the client can act on early: Link headers.
+            for (name, value) in parsed.iter() {
+                if name == header::LINK {
+                    self.informational_headers
+                        .append(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    fn send_informational(&mut self, status: u16) -> bool {
+        let headers = std::mem::take(&mut self.informational_headers);
+        let (Some(sender), Ok(status)) =
+            (&self.context.informational, StatusCode::from_u16(status))
+        else {
+            return false;
+        };
+        if self.start.is_none() || !status.is_informational() {
+            return false;
+        }
+        sender.send(ResponseHead { status, headers }).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +265,12 @@ mod tests {
     fn writer() -> (OutputWriter, oneshot::Receiver<ResponseStart>) {
         let (tx, rx) = oneshot::channel();
         (
-            OutputWriter::new(tx, RequestBody::Empty, "GET /t".into()),
+            OutputWriter::new(
+                tx,
+                RequestBody::Empty,
+                "GET /t".into(),
+                RequestContext::detached("req-1"),
+            ),
             rx,
         )
     }
@@ -183,7 +302,7 @@ mod tests {
             w.finish();
         });
         let start = rx.await.unwrap();
-        let PhpBody::Stream { first, mut rx } = start.body else {
+        let PhpBody::Stream { first, mut rx, .. } = start.body else {
             panic!("expected a stream");
         };
         assert_eq!(first.as_deref(), Some(&b"first"[..]));
@@ -197,6 +316,31 @@ mod tests {
         let (w, rx) = writer();
         std::thread::spawn(move || w.finish()).join().unwrap();
         assert_eq!(rx.await.unwrap().head.status, 500);
+    }
+
+    #[tokio::test]
+    async fn finish_request_ends_the_response_and_drops_later_output() {
+        let (mut w, rx) = writer();
+        let worker = std::thread::spawn(move || {
+            w.send_headers(200);
+            w.write(b"done");
+            assert!(w.finish_request());
+            assert!(!w.finish_request());
+            assert!(w.write(b"ignored"));
+            w.finish();
+        });
+        let start = rx.await.unwrap();
+        let body = start.body.collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"done");
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_gone_before_output_stops_the_next_write() {
+        let (mut w, _rx) = writer();
+        w.context.control.set_client_gone();
+        w.send_headers(200);
+        assert!(!w.write(b"x"));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use super::body::RequestBody;
-use super::output::OutputWriter;
+use super::control::RequestControl;
+use super::output::{OutputWriter, RequestContext};
 use super::request::PhpRequest;
-use super::response::ResponseStart;
+use super::response::{ResponseHead, ResponseStart};
 use crate::ffi::{ExecOutcome, ThreadGuard};
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
@@ -28,6 +29,10 @@ pub struct Job {
     pub body: RequestBody,
     /// Where the response goes.
     pub respond: oneshot::Sender<ResponseStart>,
+    /// Where informational (1xx) responses go, when the connection can carry them.
+    pub informational: Option<tokio::sync::mpsc::UnboundedSender<ResponseHead>>,
+    /// State shared with the HTTP side (client gone, deadline).
+    pub control: Arc<RequestControl>,
     /// When it was queued.
     pub queued_at: Instant,
 }
@@ -111,7 +116,7 @@ impl WorkerPool {
             let thread = std::thread::Builder::new()
                 .name(format!("php-worker-{id}"))
                 .stack_size(WORKER_STACK_SIZE)
-                .spawn(move || worker_main(id, &jobs, &stop, &stats))?;
+                .spawn(move || worker_main(id, workers, &jobs, &stop, &stats))?;
             threads.push(thread);
         }
         Ok(Self {
@@ -141,18 +146,24 @@ impl WorkerPool {
     }
 }
 
-fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &PoolStats) {
+fn worker_main(
+    id: usize,
+    workers: usize,
+    jobs: &Receiver<Job>,
+    stop: &Receiver<()>,
+    stats: &PoolStats,
+) {
     let php = ThreadGuard::new();
     tracing::debug!(worker = id, "PHP worker started");
     loop {
         crossbeam_channel::select! {
             recv(jobs) -> job => match job {
-                Ok(job) => run(&php, id, job, stats),
+                Ok(job) => run(&php, id, workers, job, stats),
                 Err(_) => break,
             },
             recv(stop) -> _ => {
                 while let Ok(job) = jobs.try_recv() {
-                    run(&php, id, job, stats);
+                    run(&php, id, workers, job, stats);
                 }
                 break;
             }
@@ -161,16 +172,25 @@ fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &Poo
     tracing::debug!(worker = id, "PHP worker stopped");
 }
 
-fn run(php: &ThreadGuard, worker: usize, job: Job, stats: &PoolStats) {
+fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolStats) {
     stats.busy.fetch_add(1, Ordering::Relaxed);
     let Job {
         request,
         body,
         respond,
+        informational,
+        control,
         queued_at,
     } = job;
     let waited = queued_at.elapsed();
-    let mut writer = OutputWriter::new(respond, body, request.tag().to_owned());
+    let context = RequestContext {
+        request_id: request.request_id().to_owned(),
+        worker,
+        workers,
+        control,
+        informational,
+    };
+    let mut writer = OutputWriter::new(respond, body, request.tag().to_owned(), context);
     let outcome = php.execute(&request.exec(), &mut writer);
     if outcome == ExecOutcome::StartupFailed {
         tracing::error!(

@@ -61,6 +61,7 @@ pub struct PhpRequest {
     headers_only: bool,
     request_time: f64,
     server_vars: ServerVars,
+    request_id: String,
     tag: String,
 }
 
@@ -144,6 +145,10 @@ impl PhpRequest {
         vars.push(b"PHP_SELF", document_uri.as_bytes());
         push_http_headers(&mut vars, headers, parts.authority);
 
+        let request_id = vars
+            .get("REQUEST_ID")
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .map_or_else(generate_request_id, str::to_owned);
         let tag = format!("{} {}", parts.method, parts.original_path_and_query);
         Ok(Self {
             method: cstring("method", parts.method.as_str())?,
@@ -162,8 +167,15 @@ impl PhpRequest {
             headers_only: parts.method == Method::HEAD,
             request_time,
             server_vars: vars,
+            request_id,
             tag,
         })
+    }
+
+    /// The request id (`tokio_request_id()`): `$_SERVER['REQUEST_ID']` when a layer set it,
+    /// otherwise one made here.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
     }
 
     /// `METHOD /path?query`, for log lines about this request.
@@ -237,6 +249,16 @@ fn joined(headers: &HeaderMap, name: header::HeaderName, separator: &[u8]) -> Op
         out.extend_from_slice(v.as_bytes());
     }
     Some(out)
+}
+
+/// A process-unique id: the time in microseconds and a counter, in hex.
+fn generate_request_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    format!("{micros:x}-{n:x}")
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.

@@ -11,6 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use super::control::ClientGuard;
+
 /// Status and headers of a PHP response.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
@@ -90,6 +92,8 @@ pub enum PhpBody {
         first: Option<Bytes>,
         /// The rest.
         rx: mpsc::Receiver<Bytes>,
+        /// Tells the worker the client left if the body is dropped before its end.
+        guard: Option<ClientGuard>,
     },
 }
 
@@ -110,12 +114,15 @@ impl http_body::Body for PhpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Self::Stream { first, rx } => {
+            Self::Stream { first, rx, guard } => {
                 if let Some(data) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                rx.poll_recv(cx)
-                    .map(|chunk| chunk.map(|d| Ok(Frame::data(d))))
+                let polled = rx.poll_recv(cx);
+                if let (Poll::Ready(None), Some(guard)) = (&polled, guard.as_mut()) {
+                    guard.disarm();
+                }
+                polled.map(|chunk| chunk.map(|d| Ok(Frame::data(d))))
             }
         }
     }

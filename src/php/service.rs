@@ -16,13 +16,16 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, OriginalUri};
 use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::body::{BodyError, RequestBody};
+use super::control::{ClientGuard, RequestControl};
 use super::pool::{Job, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
+use super::response::{PhpBody, ResponseHead, ResponseStart};
 use super::script::{self, Resolution, ScriptMatch};
 use crate::config::DEFAULT_MAX_BODY_SIZE;
+use crate::early_hints::EarlyHints;
 use crate::error_response::{error_response, retry_later};
 use crate::static_files::{self, StaticOptions};
 
@@ -40,6 +43,7 @@ struct Inner {
     root_text: String,
     max_body_size: u64,
     static_options: StaticOptions,
+    sendfile_roots: Vec<PathBuf>,
 }
 
 /// How a request path was resolved, when a layer in front (the front controller) has
@@ -55,6 +59,7 @@ impl PhpService {
     pub fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
         let root = document_root.canonicalize()?;
         let root_text = root.to_string_lossy().into_owned();
+        let root_for_sendfile = root.clone();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -62,6 +67,7 @@ impl PhpService {
                 root_text,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
                 static_options: StaticOptions::default(),
+                sendfile_roots: vec![root_for_sendfile],
             }),
         })
     }
@@ -69,6 +75,23 @@ impl PhpService {
     /// Sets the largest request body, in bytes (larger gets 413).
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         Arc::make_mut(&mut self.inner).max_body_size = bytes;
+        self
+    }
+
+    /// Sets the directories X-Sendfile / X-Accel-Redirect may hand files from (default: the
+    /// document root). Directories that do not exist are skipped with a warning.
+    pub fn sendfile_roots(mut self, roots: &[PathBuf]) -> Self {
+        let canonical = roots
+            .iter()
+            .filter_map(|root| match root.canonicalize() {
+                Ok(real) => Some(real),
+                Err(err) => {
+                    tracing::warn!(root = %root.display(), error = %err, "SENDFILE_ROOTS entry skipped");
+                    None
+                }
+            })
+            .collect();
+        Arc::make_mut(&mut self.inner).sendfile_roots = canonical;
         self
     }
 
@@ -197,16 +220,29 @@ impl Inner {
             }
         };
 
-        let (respond, response) = oneshot::channel();
+        let (respond, mut response) = oneshot::channel();
+        let early_hints = parts.extensions.get::<EarlyHints>().cloned();
+        let (informational, mut informational_rx) = match early_hints {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let control = Arc::new(RequestControl::default());
+        let mut client_guard = ClientGuard::new(Arc::clone(&control));
         let job = Job {
             request,
             body,
             respond,
+            informational,
+            control: Arc::clone(&control),
             queued_at: Instant::now(),
         };
         match self.pool.submit(job) {
             Ok(()) => {}
             Err(SubmitError::QueueFull(job)) => {
+                client_guard.disarm();
                 tracing::warn!(
                     request = job.request.tag(),
                     workers = self.pool.workers(),
@@ -215,6 +251,7 @@ impl Inner {
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
             Err(SubmitError::ShuttingDown(job)) => {
+                client_guard.disarm();
                 tracing::info!(
                     request = job.request.tag(),
                     "PHP pool shutting down; answering 503"
@@ -222,19 +259,111 @@ impl Inner {
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
         }
-        match response.await {
-            Ok(start) => {
-                let mut response = Response::new(Body::new(start.body));
-                *response.status_mut() = start.head.status;
-                *response.headers_mut() = start.head.headers;
-                response
+        let start = loop {
+            let hint = async {
+                match informational_rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                start = &mut response => break start,
+                Some(head) = hint => {
+                    if let Some(hints) = &early_hints
+                        && let Err(err) = hints.send(head.status, &head.headers).await
+                    {
+                        tracing::debug!(error = %err, "informational response not sent");
+                    }
+                }
             }
-            Err(_) => {
-                tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
-                error_response(StatusCode::INTERNAL_SERVER_ERROR)
+        };
+        client_guard.disarm();
+        let Ok(start) = start else {
+            tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        let ResponseStart { head, mut body } = start;
+        if let Some(target) = sendfile_target(&head.headers) {
+            return self.sendfile(parts, head, &target).await;
+        }
+        if let PhpBody::Stream { guard, .. } = &mut body {
+            *guard = Some(ClientGuard::new(control));
+        }
+        let mut response = Response::new(Body::new(body));
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        response
+    }
+
+    /// Replaces a PHP response carrying X-Sendfile / X-Accel-Redirect by that file, served
+    /// as a static file (Range, conditional requests) with PHP's descriptive headers.
+    async fn sendfile(
+        &self,
+        parts: http::request::Parts,
+        head: ResponseHead,
+        target: &str,
+    ) -> Response {
+        let Some(path) = self.allowed_sendfile_path(target) else {
+            tracing::error!(
+                uri = %parts.uri,
+                target,
+                roots = ?self.sendfile_roots,
+                "X-Sendfile target is missing or outside SENDFILE_ROOTS; answering 500"
+            );
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        let request = Request::from_parts(parts, Body::empty());
+        let mut response = static_files::serve(&path, request, &self.static_options).await;
+        if response.status().is_success() {
+            for name in SENDFILE_KEPT_HEADERS {
+                let values: Vec<HeaderValue> =
+                    head.headers.get_all(&name).iter().cloned().collect();
+                if !values.is_empty() {
+                    response.headers_mut().remove(&name);
+                    for value in values {
+                        response.headers_mut().append(&name, value);
+                    }
+                }
             }
         }
+        response
     }
+
+    /// The real path of an X-Sendfile target when it is a regular file under one of the
+    /// allowed roots. A relative target (X-Accel-Redirect style) is taken under the first.
+    fn allowed_sendfile_path(&self, target: &str) -> Option<PathBuf> {
+        let target = Path::new(target);
+        let candidate = if target.is_absolute() && target.exists() {
+            target.to_path_buf()
+        } else {
+            let first = self.sendfile_roots.first()?;
+            first.join(target.strip_prefix("/").unwrap_or(target))
+        };
+        let real = candidate.canonicalize().ok()?;
+        let inside = self
+            .sendfile_roots
+            .iter()
+            .any(|root| real.starts_with(root));
+        (inside && real.is_file()).then_some(real)
+    }
+}
+
+/// Headers of the PHP response that stay on the file it hands over.
+const SENDFILE_KEPT_HEADERS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_DISPOSITION,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::SET_COOKIE,
+];
+
+/// The file a PHP response hands to the server, if any.
+fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
+    ["x-sendfile", "x-accel-redirect"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// 301 to the same path with a trailing slash. The Location is rebuilt from the path's
