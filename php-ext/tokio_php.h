@@ -30,6 +30,8 @@ typedef struct {
     const char *ini_entries;
     /* The SAPI name OPcache is shown during start-up (it only starts under known names). */
     const char *startup_sapi_name;
+    /* opcache.so to load unless php.ini already loaded it (NULL: do not load). */
+    const char *opcache_path;
 } tphp_startup_config;
 
 /* One request, borrowed for the length of tphp_execute(). Strings are NUL-terminated. */

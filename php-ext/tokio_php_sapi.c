@@ -11,6 +11,7 @@
 #include <php_main.h>
 #include <php_variables.h>
 #include <SAPI.h>
+#include <zend_extensions.h>
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
 
@@ -151,6 +152,10 @@ static PHP_MINIT_FUNCTION(tokio_php)
      * knows. tphp_startup() restores the real one before any request runs. */
     if (startup_config && startup_config->startup_sapi_name) {
         sapi_module.name = (char *) startup_config->startup_sapi_name;
+    }
+    /* Zend extensions registered now still start with the others, after the modules. */
+    if (startup_config && startup_config->opcache_path && !zend_get_extension("Zend OPcache")) {
+        zend_load_extension(startup_config->opcache_path);
     }
     if (!zend_hash_str_exists(CG(function_table), "fastcgi_finish_request",
                               sizeof("fastcgi_finish_request") - 1)) {

@@ -9,7 +9,7 @@ use crate::ffi::{self, StartupError};
 use crate::layers::front_controller::FrontControllerError;
 use crate::layers::{FrontControllerLayer, ValidateHostLayer};
 use crate::php::PhpService;
-use crate::php::engine::{self, PhpEngine};
+use crate::php::engine::PhpEngine;
 use crate::php::pool::{PoolHandle, WorkerPool};
 use crate::static_files::StaticOptions;
 
@@ -68,7 +68,7 @@ impl App {
             workers = 1;
         }
         let capacity = config.effective_queue_capacity(workers);
-        let engine = PhpEngine::start(config.php_ini.as_deref(), engine::opcache_entries())?;
+        let engine = PhpEngine::start(config.php_ini.as_deref(), String::new())?;
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
         let php = PhpService::new(pool.handle(), &config.document_root)

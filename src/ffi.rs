@@ -82,6 +82,7 @@ struct TphpStartupConfig {
     ini_defaults_len: usize,
     ini_entries: *const c_char,
     startup_sapi_name: *const c_char,
+    opcache_path: *const c_char,
 }
 
 #[repr(C)]
@@ -147,6 +148,8 @@ pub(crate) struct StartupSettings<'a> {
     pub ini_entries: &'a str,
     /// The name OPcache sees while extensions start.
     pub startup_sapi_name: &'a str,
+    /// opcache.so to load when php.ini has not loaded OPcache.
+    pub opcache: Option<&'a Path>,
 }
 
 /// Starts PHP's engine and the SAPI, once per process, on the calling thread. That thread
@@ -162,6 +165,10 @@ pub(crate) fn startup(settings: &StartupSettings<'_>) -> Result<(), StartupError
     };
     let ini_entries = cstring(settings.ini_entries)?;
     let sapi_name = cstring(settings.startup_sapi_name)?;
+    let opcache = match settings.opcache {
+        Some(p) => Some(cstring(&p.to_string_lossy())?),
+        None => None,
+    };
     let defaults: Vec<TphpStr> = settings
         .ini_defaults
         .iter()
@@ -173,6 +180,7 @@ pub(crate) fn startup(settings: &StartupSettings<'_>) -> Result<(), StartupError
         ini_defaults_len: settings.ini_defaults.len(),
         ini_entries: ini_entries.as_ptr(),
         startup_sapi_name: sapi_name.as_ptr(),
+        opcache_path: opcache.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
     };
     // SAFETY: every pointer in `config` points into locals that outlive the call; the shim
     // copies what it keeps (ini_entries) and forgets the rest when tphp_startup returns.

@@ -158,12 +158,23 @@ async fn php_sapi_name_and_opcache() {
 async fn php_ini_file_overrides_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("php.ini");
-    std::fs::write(&ini, "max_execution_time = 7\nexpose_php = On\n").unwrap();
+    // A php.ini that loads OPcache itself, as distribution ones do: it is not loaded twice.
+    std::fs::write(
+        &ini,
+        "zend_extension=opcache\nmax_execution_time = 7\nexpose_php = On\n",
+    )
+    .unwrap();
     let server = TestServer::start(&[("PHP_INI", ini.to_str().unwrap())]);
     let r = client().get(server.url("/sapi.php")).send().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["max_execution_time"], "7");
     assert_eq!(v["expose_php"], "1");
+    assert_eq!(v["opcache_enabled"], true);
+    assert!(
+        !server.log().contains("Cannot load Zend OPcache"),
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test]

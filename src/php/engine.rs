@@ -36,8 +36,8 @@ pub struct PhpEngine {
 }
 
 impl PhpEngine {
-    /// Starts PHP with `ini_file` (None: PHP's own search) and `ini_entries` applied after
-    /// it. Fails with [`StartupError::AlreadyStarted`] the second time in a process.
+    /// Starts PHP with `ini_file` (None: PHP's own search) and `ini_entries` (php.ini
+    /// syntax) applied after it; OPcache is loaded unless php.ini loads it. Fails with [`StartupError::AlreadyStarted`] the second time in a process.
     pub fn start(ini_file: Option<&Path>, ini_entries: String) -> Result<Self, StartupError> {
         let ini_file: Option<PathBuf> = ini_file.map(Path::to_path_buf);
         let (started_tx, started_rx) = mpsc::channel();
@@ -45,11 +45,13 @@ impl PhpEngine {
         let thread = std::thread::Builder::new()
             .name("php-engine".into())
             .spawn(move || {
+                let opcache = opcache_extension();
                 let settings = StartupSettings {
                     ini_path: ini_file.as_deref(),
                     ini_defaults: INI_DEFAULTS,
                     ini_entries: &ini_entries,
                     startup_sapi_name: OPCACHE_STARTUP_SAPI_NAME,
+                    opcache: opcache.as_deref(),
                 };
                 let result = ffi::startup(&settings);
                 let started = result.is_ok();
@@ -94,13 +96,8 @@ impl Drop for PhpEngine {
     }
 }
 
-/// php.ini-syntax entries that load OPcache when the linked PHP has it as a shared
-/// extension.
-pub fn opcache_entries() -> String {
+/// The linked PHP's shared OPcache, loaded at start-up unless php.ini already loads it.
+pub fn opcache_extension() -> Option<PathBuf> {
     let so = Path::new(EXTENSION_DIR).join("opcache.so");
-    if so.is_file() {
-        format!("zend_extension={}\n", so.display())
-    } else {
-        String::new()
-    }
+    so.is_file().then_some(so)
 }
