@@ -41,3 +41,8 @@ pub mod static_files;
 pub use app::{App, StartError};
 pub use config::Config;
 pub use php::{ConnectionInfo, PhpService};
+
+/// The README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -186,7 +186,7 @@ impl Inner {
         let original_path_and_query = original
             .path_and_query()
             .map_or_else(|| original.path(), |pq| pq.as_str());
-        let mount_prefix = original.path().strip_suffix(parts.uri.path()).unwrap_or("");
+        let mount_prefix = mount_prefix(original.path(), parts.uri.path());
         let connection = parts
             .extensions
             .get::<ConnectionInfo>()
@@ -357,6 +357,17 @@ const SENDFILE_KEPT_HEADERS: [header::HeaderName; 5] = [
     header::SET_COOKIE,
 ];
 
+/// The path under which the service is mounted: what `nest_service` stripped from the
+/// original path (`/legacy/index.php` seen as `/index.php` → `/legacy`).
+fn mount_prefix<'a>(original: &'a str, inner: &str) -> &'a str {
+    match original.strip_suffix(inner) {
+        Some(prefix) => prefix,
+        // `/legacy` arrives as `/`.
+        None if inner == "/" => original.trim_end_matches('/'),
+        None => "",
+    }
+}
+
 /// The file a PHP response hands to the server, if any.
 fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
     ["x-sendfile", "x-accel-redirect"]
@@ -396,6 +407,14 @@ fn redirect_to_directory(request: &Request<Body>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_prefixes() {
+        assert_eq!(mount_prefix("/legacy/index.php", "/index.php"), "/legacy");
+        assert_eq!(mount_prefix("/legacy", "/"), "/legacy");
+        assert_eq!(mount_prefix("/legacy/", "/"), "/legacy");
+        assert_eq!(mount_prefix("/index.php", "/index.php"), "");
+    }
 
     #[test]
     fn directory_redirects_stay_on_site() {
