@@ -367,7 +367,7 @@ void tphp_thread_shutdown(void)
 
 int tphp_execute(void *context, const tphp_request *r)
 {
-    int result = TPHP_DONE;
+    volatile int result = TPHP_DONE; /* read after a possible longjmp */
 
     current_request = r;
     SG(server_context) = context;

@@ -70,21 +70,14 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
     }
     let trailing_slash = decoded.ends_with('/');
 
-    // Fast path: the whole path names a script.
-    if !trailing_slash
-        && let Some(last) = segments.last()
-        && last.ends_with(".php")
-    {
-        let candidate = join(root, &segments);
-        if candidate.is_file() {
-            return script(root, candidate, &segments, None);
-        }
-    }
-
+    // One lstat per segment. A path without symlinks below the canonical root is inside
+    // it by construction (no `..`, no links); one through a symlink is checked by its real
+    // path at the end.
     let mut path = root.to_path_buf();
+    let mut via_symlink = false;
     for (i, segment) in segments.iter().enumerate() {
         path.push(segment);
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Some(meta) = stat(&path, &mut via_symlink) else {
             return Resolution::NotFound;
         };
         if meta.is_dir() {
@@ -104,13 +97,13 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
                 info.push('/');
             }
             let info = (!info.is_empty()).then_some(info);
-            return script(root, path, &segments[..=i], info);
+            return script(root, path, via_symlink, &segments[..=i], info);
         }
         if !rest.is_empty() || trailing_slash {
             // `/uploads/evil.jpg/x.php`, `/style.css/`: a file is never a directory.
             return Resolution::NotFound;
         }
-        return static_file(root, &path);
+        return static_file(root, &path, via_symlink);
     }
 
     // The path is a directory (or the root).
@@ -118,21 +111,33 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
         return Resolution::DirectoryWithoutSlash;
     }
     let index = path.join(INDEX_SCRIPT);
-    if index.is_file() {
+    let mut index_via_symlink = via_symlink;
+    if stat(&index, &mut index_via_symlink).is_some_and(|m| m.is_file()) {
         let mut named: Vec<&str> = segments.clone();
         named.push(INDEX_SCRIPT);
-        return script(root, index, &named, None);
+        return script(root, index, index_via_symlink, &named, None);
     }
     let page = path.join(INDEX_PAGE);
-    if page.is_file() {
-        return static_file(root, &page);
+    let mut page_via_symlink = via_symlink;
+    if stat(&page, &mut page_via_symlink).is_some_and(|m| m.is_file()) {
+        return static_file(root, &page, page_via_symlink);
     }
     Resolution::NotFound
 }
 
+/// The metadata of `path` (following a symlink, and noting that it did).
+fn stat(path: &Path, via_symlink: &mut bool) -> Option<std::fs::Metadata> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() {
+        *via_symlink = true;
+        return std::fs::metadata(path).ok();
+    }
+    Some(meta)
+}
+
 /// A regular file to serve as it is, unless it holds PHP source or lies outside the root.
-fn static_file(root: &Path, path: &Path) -> Resolution {
-    let Some(real) = within_root(root, path) else {
+fn static_file(root: &Path, path: &Path, via_symlink: bool) -> Resolution {
+    let Some(real) = within_root(root, path, via_symlink) else {
         return Resolution::Forbidden;
     };
     for name in [path, real.as_path()] {
@@ -150,8 +155,14 @@ fn is_php_source(path: &Path) -> bool {
         .is_some_and(|e| SOURCE_EXTENSIONS.iter().any(|s| e.eq_ignore_ascii_case(s)))
 }
 
-fn script(root: &Path, path: PathBuf, named: &[&str], path_info: Option<String>) -> Resolution {
-    let Some(real) = within_root(root, &path) else {
+fn script(
+    root: &Path,
+    path: PathBuf,
+    via_symlink: bool,
+    named: &[&str],
+    path_info: Option<String>,
+) -> Resolution {
+    let Some(real) = within_root(root, &path, via_symlink) else {
         return Resolution::Forbidden;
     };
     // The real file must itself be a .php file, so a symlink `x.php -> secret.txt` never runs.
@@ -170,18 +181,14 @@ fn script(root: &Path, path: PathBuf, named: &[&str], path_info: Option<String>)
     })
 }
 
-/// The real path of `path` if it lies under `root`, else None.
-fn within_root(root: &Path, path: &Path) -> Option<PathBuf> {
+/// The real path of `path` if it lies under `root`, else None. Without a symlink on the
+/// way, `path` (built from plain segments under the canonical root) is already real.
+fn within_root(root: &Path, path: &Path, via_symlink: bool) -> Option<PathBuf> {
+    if !via_symlink {
+        return Some(path.to_path_buf());
+    }
     let real = path.canonicalize().ok()?;
     real.starts_with(root).then_some(real)
-}
-
-fn join(root: &Path, segments: &[&str]) -> PathBuf {
-    let mut path = root.to_path_buf();
-    for s in segments {
-        path.push(s);
-    }
-    path
 }
 
 /// Decodes `%XX` escapes once. None for a malformed escape.
