@@ -6,6 +6,10 @@
 //!
 //! Each is usable on its own in any axum application.
 
+pub mod request_id;
+pub mod request_timeout;
 pub mod validate_host;
 
+pub use request_id::SetRequestIdLayer;
+pub use request_timeout::RequestTimeoutLayer;
 pub use validate_host::ValidateHostLayer;

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
 use super::response::{PhpBody, ResponseHead, ResponseStart, add_header_line};
+use super::timings::PhpTimings;
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
 
 /// Output is sent on once this much is held.
@@ -26,6 +27,7 @@ pub struct OutputWriter {
     client_gone: bool,
     body: RequestBody,
     tag: String,
+    timings: Option<PhpTimings>,
 }
 
 impl OutputWriter {
@@ -40,7 +42,14 @@ impl OutputWriter {
             client_gone: false,
             body,
             tag,
+            timings: None,
         }
+    }
+
+    /// Profiling figures to send with the head (set before the script runs, completed
+    /// after it, before [`OutputWriter::finish`]).
+    pub fn set_timings(&mut self, timings: PhpTimings) {
+        self.timings = Some(timings);
     }
 
     /// Ends the response: sends what is held, and a 500 if PHP never sent a head.
@@ -51,8 +60,13 @@ impl OutputWriter {
                 .take()
                 .unwrap_or_else(ResponseHead::internal_error);
             let body = PhpBody::full(self.buf.split().freeze());
+            let timings = self.timings;
             // A receiver that is gone means the client left; nothing to do.
-            let _ = start.send(ResponseStart { head, body });
+            let _ = start.send(ResponseStart {
+                head,
+                body,
+                timings,
+            });
         } else if let Some(stream) = self.stream.take()
             && !self.buf.is_empty()
             && !self.client_gone
@@ -76,7 +90,15 @@ impl OutputWriter {
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
             let first = (!chunk.is_empty()).then_some(chunk);
             let body = PhpBody::Stream { first, rx };
-            if start.send(ResponseStart { head, body }).is_err() {
+            let timings = self.timings;
+            if start
+                .send(ResponseStart {
+                    head,
+                    body,
+                    timings,
+                })
+                .is_err()
+            {
                 self.client_gone = true;
             } else {
                 self.stream = Some(tx);

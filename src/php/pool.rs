@@ -2,8 +2,8 @@
 //! whole life, fed from one bounded queue. A full queue is refused at once (the service
 //! answers 503) rather than waited on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -14,7 +14,8 @@ use super::body::RequestBody;
 use super::output::OutputWriter;
 use super::request::PhpRequest;
 use super::response::ResponseStart;
-use crate::ffi::{ExecOutcome, ThreadGuard};
+use super::timings::PhpTimings;
+use crate::ffi::{ExecOutcome, ExecTimings, Interrupter, ThreadGuard};
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
 pub const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
@@ -30,6 +31,86 @@ pub struct Job {
     pub respond: oneshot::Sender<ResponseStart>,
     /// When it was queued.
     pub queued_at: Instant,
+    /// The request's tracing span, entered while a worker runs it, so PHP's log lines
+    /// carry the request id.
+    pub span: tracing::Span,
+    /// Measure the phases of the request ([`PhpTimings`] on the response).
+    pub profile: bool,
+    /// Lets the HTTP side give the request up (after a timeout).
+    pub control: JobControl,
+}
+
+/// The HTTP side's hold on a queued or running [`Job`]: giving it up drops it from the
+/// queue, or interrupts its script if a worker runs it, and never touches the request a
+/// worker runs after it (the state changes under one lock).
+#[derive(Debug, Clone, Default)]
+pub struct JobControl(Arc<Mutex<JobState>>);
+
+#[derive(Debug, Default)]
+enum JobState {
+    #[default]
+    Queued,
+    Running(Interrupter),
+    Finished,
+    Abandoned,
+}
+
+/// What [`JobControl::abandon`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// The job was still queued; no worker will run it.
+    FromQueue,
+    /// Its script was running and has been told to stop (as if it hit
+    /// `max_execution_time`).
+    Interrupted,
+    /// It had already finished, or was given up before.
+    TooLate,
+}
+
+impl JobControl {
+    /// A control for a job about to be queued.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives the job up: see [`Abandoned`].
+    pub fn abandon(&self) -> Abandoned {
+        let mut state = self.lock();
+        match &*state {
+            JobState::Queued => {
+                *state = JobState::Abandoned;
+                Abandoned::FromQueue
+            }
+            JobState::Running(interrupter) => {
+                // Under the lock: the worker cannot finish this job and start the next
+                // one until the interrupt is raised.
+                interrupter.interrupt();
+                Abandoned::Interrupted
+            }
+            JobState::Finished | JobState::Abandoned => Abandoned::TooLate,
+        }
+    }
+
+    /// The worker takes the job; false if it was given up while queued.
+    fn start(&self, interrupter: &Interrupter) -> bool {
+        let mut state = self.lock();
+        match &*state {
+            JobState::Queued => {
+                *state = JobState::Running(interrupter.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The script has ended; interrupting is no longer possible.
+    fn finish(&self) {
+        *self.lock() = JobState::Finished;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Why a job was not queued.
@@ -143,16 +224,17 @@ impl WorkerPool {
 
 fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &PoolStats) {
     let php = ThreadGuard::new();
+    let interrupter = php.interrupter();
     tracing::debug!(worker = id, "PHP worker started");
     loop {
         crossbeam_channel::select! {
             recv(jobs) -> job => match job {
-                Ok(job) => run(&php, id, job, stats),
+                Ok(job) => run(&php, &interrupter, id, job, stats),
                 Err(_) => break,
             },
             recv(stop) -> _ => {
                 while let Ok(job) = jobs.try_recv() {
-                    run(&php, id, job, stats);
+                    run(&php, &interrupter, id, job, stats);
                 }
                 break;
             }
@@ -161,17 +243,37 @@ fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &Poo
     tracing::debug!(worker = id, "PHP worker stopped");
 }
 
-fn run(php: &ThreadGuard, worker: usize, job: Job, stats: &PoolStats) {
-    stats.busy.fetch_add(1, Ordering::Relaxed);
+fn run(php: &ThreadGuard, interrupter: &Interrupter, worker: usize, job: Job, stats: &PoolStats) {
     let Job {
         request,
         body,
         respond,
         queued_at,
+        span,
+        profile,
+        control,
     } = job;
+    let _span = span.enter();
+    if !control.start(interrupter) {
+        tracing::debug!(
+            worker,
+            request = request.tag(),
+            "request given up while queued; not run"
+        );
+        return;
+    }
+    stats.busy.fetch_add(1, Ordering::Relaxed);
     let waited = queued_at.elapsed();
     let mut writer = OutputWriter::new(respond, body, request.tag().to_owned());
-    let outcome = php.execute(&request.exec(), &mut writer);
+    let mut exec_timings = profile.then(|| {
+        writer.set_timings(PhpTimings::queued(waited));
+        ExecTimings::default()
+    });
+    let outcome = php.execute(&request.exec(), &mut writer, exec_timings.as_mut());
+    control.finish();
+    if let Some(exec) = &exec_timings {
+        writer.set_timings(PhpTimings::queued(waited).with_exec(exec));
+    }
     if outcome == ExecOutcome::StartupFailed {
         tracing::error!(
             worker,

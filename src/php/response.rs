@@ -11,6 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use super::timings::PhpTimings;
+
 /// Status and headers of a PHP response.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
@@ -37,6 +39,8 @@ pub struct ResponseStart {
     pub head: ResponseHead,
     /// The body, complete or streaming.
     pub body: PhpBody,
+    /// Profiling figures, when the request asked for them ([`super::CollectTimings`]).
+    pub timings: Option<PhpTimings>,
 }
 
 /// Headers a script may set that the server must own: a wrong Content-Length or a

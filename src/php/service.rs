@@ -18,10 +18,13 @@ use http::{HeaderValue, Request, StatusCode, header};
 use tokio::sync::oneshot;
 
 use super::body::{BodyError, RequestBody};
-use super::pool::{Job, PoolHandle, SubmitError};
+use super::pool::{Abandoned, Job, JobControl, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
 use super::script::{self, Resolution, ScriptMatch};
+use super::timings::CollectTimings;
 use crate::error_response::{error_response, retry_later};
+use crate::layers::request_id::RequestId;
+use crate::layers::request_timeout::TimeoutNotice;
 
 /// Runs PHP scripts under a document root on a worker pool. `Clone`, and infallible: mount
 /// it with `Router::fallback_service` or `nest_service`.
@@ -166,6 +169,7 @@ impl Inner {
             headers: &parts.headers,
             mount_prefix,
             connection,
+            request_id: parts.extensions.get::<RequestId>().map(RequestId::as_str),
         };
         let request = match PhpRequest::new(request_parts, &script, &self.root_text, content_length)
         {
@@ -177,11 +181,15 @@ impl Inner {
         };
 
         let (respond, response) = oneshot::channel();
+        let control = JobControl::new();
         let job = Job {
             request,
             body,
             respond,
             queued_at: Instant::now(),
+            span: tracing::Span::current(),
+            profile: parts.extensions.get::<CollectTimings>().is_some(),
+            control: control.clone(),
         };
         match self.pool.submit(job) {
             Ok(()) => {}
@@ -201,17 +209,66 @@ impl Inner {
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
         }
-        match response.await {
+        // If a timeout layer gives up on this request before its head arrives, this future
+        // is dropped and the guard stops the script, so the worker is free again.
+        let guard = parts
+            .extensions
+            .get::<TimeoutNotice>()
+            .map(|notice| AbandonOnTimeout {
+                notice: notice.clone(),
+                control: Some(control),
+            });
+        let response = response.await;
+        if let Some(guard) = guard {
+            guard.disarm();
+        }
+        match response {
             Ok(start) => {
                 let mut response = Response::new(Body::new(start.body));
                 *response.status_mut() = start.head.status;
                 *response.headers_mut() = start.head.headers;
+                if let Some(timings) = start.timings {
+                    response.extensions_mut().insert(timings);
+                }
                 response
             }
             Err(_) => {
                 tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
+        }
+    }
+}
+
+/// Gives a job up when the request's [`TimeoutNotice`] fired before the response head came
+/// back; dropped unfired (the client left), it leaves the script running, as php-fpm does.
+struct AbandonOnTimeout {
+    notice: TimeoutNotice,
+    control: Option<JobControl>,
+}
+
+impl AbandonOnTimeout {
+    fn disarm(mut self) {
+        self.control = None;
+    }
+}
+
+impl Drop for AbandonOnTimeout {
+    fn drop(&mut self) {
+        let Some(control) = self.control.take() else {
+            return;
+        };
+        if !self.notice.fired() {
+            return;
+        }
+        match control.abandon() {
+            Abandoned::FromQueue => {
+                tracing::info!("request timed out while queued; it will not run");
+            }
+            Abandoned::Interrupted => {
+                tracing::warn!("request timed out; interrupting its PHP script");
+            }
+            Abandoned::TooLate => {}
         }
     }
 }
