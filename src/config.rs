@@ -627,7 +627,11 @@ fn parse_switch(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "on" | "true" | "yes" => Ok(true),
         "0" | "off" | "false" | "no" => Ok(false),
-        _ => Err(invalid(name, value, "1, on, true, yes or 0, off, false, no")),
+        _ => Err(invalid(
+            name,
+            value,
+            "1, on, true, yes or 0, off, false, no",
+        )),
     }
 }
 

@@ -182,8 +182,12 @@ impl RequestFacts {
             client_ip: client_ip(request, trusted).map(|ip| ip.to_string()),
             user_agent: text(headers, header::USER_AGENT),
             referer: text(headers, header::REFERER),
-            request_id: extensions.get::<RequestId>().map(|id| id.as_str().to_owned()),
-            trace_id: extensions.get::<TraceContext>().map(TraceContext::trace_id_hex),
+            request_id: extensions
+                .get::<RequestId>()
+                .map(|id| id.as_str().to_owned()),
+            trace_id: extensions
+                .get::<TraceContext>()
+                .map(TraceContext::trace_id_hex),
             version: request.version(),
             tls: extensions.get::<ConnectionInfo>().is_some_and(|c| c.tls),
         }
@@ -379,7 +383,10 @@ mod tests {
             tls: true,
         });
         let response = service.oneshot(request).await.unwrap();
-        assert!(lines.0.lock().unwrap().is_empty(), "written before the body ends");
+        assert!(
+            lines.0.lock().unwrap().is_empty(),
+            "written before the body ends"
+        );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello");
         let lines = lines.0.lock().unwrap();

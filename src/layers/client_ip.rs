@@ -199,7 +199,10 @@ pub fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let xff: Vec<Option<IpAddr>> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
-        .flat_map(|v| v.to_str().map_or_else(|_| vec![""], |s| s.split(',').collect()))
+        .flat_map(|v| {
+            v.to_str()
+                .map_or_else(|_| vec![""], |s| s.split(',').collect())
+        })
         .map(|item| parse_node(item.trim()))
         .collect();
     if !xff.is_empty() {
@@ -208,7 +211,10 @@ pub fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all(header::FORWARDED)
         .iter()
-        .flat_map(|v| v.to_str().map_or_else(|_| vec![""], |s| s.split(',').collect()))
+        .flat_map(|v| {
+            v.to_str()
+                .map_or_else(|_| vec![""], |s| s.split(',').collect())
+        })
         .map(|element| {
             let node = element.split(';').find_map(|pair| {
                 let (name, value) = pair.trim().split_once('=')?;
@@ -269,7 +275,14 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
         let all: IpNet = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("::1")));
-        for bad in ["", "10.0.0.0/33", "::/129", "host", "10.0.0.0/x", "1.2.3.4/-1"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "host",
+            "10.0.0.0/x",
+            "1.2.3.4/-1",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
     }
@@ -285,10 +298,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_sends() {
-        let h = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("forwarded", "for=2.2.2.2"),
-        ]);
+        let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         assert_eq!(client_ip_from(ip("5.5.5.5"), &h, &trusted), ip("5.5.5.5"));
         assert_eq!(

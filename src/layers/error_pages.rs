@@ -415,7 +415,10 @@ mod tests {
     #[test]
     fn only_status_named_html_files_are_pages() {
         assert_eq!(status_of_file_name("404.html"), Some(StatusCode::NOT_FOUND));
-        assert_eq!(status_of_file_name("503.html"), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(
+            status_of_file_name("503.html"),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
         assert_eq!(status_of_file_name("200.html"), None);
         assert_eq!(status_of_file_name("404.htm"), None);
         assert_eq!(status_of_file_name("4040.html"), None);

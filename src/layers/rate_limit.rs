@@ -382,7 +382,12 @@ impl Cleanup {
         if now < next
             || self
                 .next_ms
-                .compare_exchange(next, now + self.every_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             return;
@@ -439,7 +444,9 @@ mod tests {
         Error = Infallible,
         Future = impl Future<Output = Result<Response, Infallible>> + Send,
     > + Clone {
-        tower::service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) })
+        tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("ok")))
+        })
     }
 
     #[test]
@@ -495,7 +502,11 @@ mod tests {
             .unwrap();
         assert_eq!(third.status(), 429);
         assert_eq!(third.headers()["x-ratelimit-remaining"], "0");
-        let retry: u64 = third.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry: u64 = third.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=31).contains(&retry), "{retry}");
         assert!(
             third

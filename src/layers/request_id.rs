@@ -82,9 +82,7 @@ impl RequestId {
 }
 
 fn is_sane(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id.iter().all(|b| (0x20..=0x7e).contains(b))
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| (0x20..=0x7e).contains(b))
 }
 
 /// Request extension: where this request sits in a W3C trace.
@@ -346,7 +344,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.parent_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(
+            t.parent_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
         assert_eq!(t.flags, 1);
         assert_ne!(t.span_id, t.parent_id);
         let passed_on = t.traceparent();
@@ -384,7 +385,9 @@ mod tests {
         let trace = request.extensions().get::<TraceContext>().copied();
         let mut response = Response::new(Body::empty());
         if let Some(tp) = request.headers().get(TRACEPARENT) {
-            response.headers_mut().insert("x-seen-traceparent", tp.clone());
+            response
+                .headers_mut()
+                .insert("x-seen-traceparent", tp.clone());
         }
         if let Some(id) = id {
             response

@@ -207,10 +207,7 @@ mod tests {
             }
         });
         let service = RequestTimeoutLayer::new(Duration::from_secs(1)).layer(slow);
-        let response = service
-            .oneshot(Request::new(Body::empty()))
-            .await
-            .unwrap();
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(response.status(), 504);
         assert!(
             response
@@ -224,15 +221,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn quick_inner_services_pass_untouched() {
         let quick = tower::service_fn(|request: Request<Body>| async move {
-            let notice = request.extensions().get::<TimeoutNotice>().cloned().unwrap();
+            let notice = request
+                .extensions()
+                .get::<TimeoutNotice>()
+                .cloned()
+                .unwrap();
             assert!(!notice.fired());
             Ok::<_, Infallible>(Response::new(Body::from("quick")))
         });
         let service = RequestTimeout::new(quick, Duration::from_secs(1));
-        let response = service
-            .oneshot(Request::new(Body::empty()))
-            .await
-            .unwrap();
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(response.status(), 200);
     }
 }

@@ -131,7 +131,10 @@ where
 }
 
 /// The figures as `(name, description, duration)`, in order.
-fn entries(php: Option<&PhpTimings>, total: Duration) -> Vec<(&'static str, &'static str, Duration)> {
+fn entries(
+    php: Option<&PhpTimings>,
+    total: Duration,
+) -> Vec<(&'static str, &'static str, Duration)> {
     let mut out = Vec::with_capacity(5);
     if let Some(php) = php {
         out.push(("queue", "PHP queue wait", php.queue));
@@ -191,8 +194,8 @@ mod tests {
 
     #[tokio::test]
     async fn asked_for_it_gets_every_figure() {
-        let service = ServerTimingLayer::new()
-            .layer(tower::service_fn(|r| async move { profiled(r) }));
+        let service =
+            ServerTimingLayer::new().layer(tower::service_fn(|r| async move { profiled(r) }));
         let request = Request::builder()
             .header("x-profile", "1")
             .body(Body::empty())
@@ -200,7 +203,10 @@ mod tests {
         let response = service.oneshot(request).await.unwrap();
         let h = response.headers();
         let st = h["server-timing"].to_str().unwrap();
-        assert!(st.starts_with("queue;desc=\"PHP queue wait\";dur=0.005, startup;"), "{st}");
+        assert!(
+            st.starts_with("queue;desc=\"PHP queue wait\";dur=0.005, startup;"),
+            "{st}"
+        );
         assert!(st.contains("script;desc=\"PHP script\";dur=3.000"), "{st}");
         assert!(st.contains("shutdown;") && st.contains("total;"), "{st}");
         assert_eq!(h["x-profile-queue-us"], "5");
@@ -212,8 +218,8 @@ mod tests {
 
     #[tokio::test]
     async fn not_asked_means_not_measured() {
-        let service = ServerTimingLayer::new()
-            .layer(tower::service_fn(|r| async move { profiled(r) }));
+        let service =
+            ServerTimingLayer::new().layer(tower::service_fn(|r| async move { profiled(r) }));
         let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
         assert!(response.headers().get("server-timing").is_none());
         assert!(response.extensions().get::<PhpTimings>().is_none());

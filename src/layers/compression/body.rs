@@ -220,19 +220,28 @@ mod tests {
     #[tokio::test]
     async fn every_frame_decodes_on_its_own_and_the_whole_round_trips() {
         for coding in Coding::PREFERENCE {
-            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = ["first chunk\n", "", "second chunk\n"]
-                .into_iter()
-                .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes()))))
-                .collect();
+            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                ["first chunk\n", "", "second chunk\n"]
+                    .into_iter()
+                    .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes()))))
+                    .collect();
             let mut body =
                 CompressionBody::new(StreamBody::new(stream::iter(chunks)), coding).unwrap();
             let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-            assert_eq!(decode_prefix(coding, &first), b"first chunk\n", "{coding:?}");
+            assert_eq!(
+                decode_prefix(coding, &first),
+                b"first chunk\n",
+                "{coding:?}"
+            );
             let mut all = first.to_vec();
             while let Some(frame) = body.frame().await {
                 all.extend_from_slice(&frame.unwrap().into_data().unwrap());
             }
-            assert_eq!(decode(coding, &all), b"first chunk\nsecond chunk\n", "{coding:?}");
+            assert_eq!(
+                decode(coding, &all),
+                b"first chunk\nsecond chunk\n",
+                "{coding:?}"
+            );
         }
     }
 }

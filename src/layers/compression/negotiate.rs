@@ -59,8 +59,7 @@ pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Negot
                 &mut explicit[0]
             } else if token.eq_ignore_ascii_case("zstd") {
                 &mut explicit[1]
-            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip")
-            {
+            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
                 &mut explicit[2]
             } else if token.eq_ignore_ascii_case("identity") {
                 &mut identity
@@ -94,7 +93,11 @@ fn quality<'a>(params: impl Iterator<Item = &'a str>) -> Option<f32> {
             continue;
         };
         if name.trim().eq_ignore_ascii_case("q") {
-            q = value.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))?;
+            q = value
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|q| (0.0..=1.0).contains(q))?;
         }
     }
     Some(q)

@@ -60,7 +60,9 @@ pub(super) fn should_compress(response: &Response, min_size: u64) -> bool {
     if body.is_end_stream() {
         return false;
     }
-    body.size_hint().exact().is_none_or(|n| n > 0 && n >= min_size)
+    body.size_hint()
+        .exact()
+        .is_none_or(|n| n > 0 && n >= min_size)
 }
 
 fn already_encoded(headers: &HeaderMap) -> bool {
@@ -128,7 +130,10 @@ mod tests {
         let big = || Body::from("x".repeat(2000));
         let html = ("content-type", "text/html");
         assert!(should_compress(&response(big(), &[html]), 1024));
-        assert!(!should_compress(&response(Body::from("small"), &[html]), 1024));
+        assert!(!should_compress(
+            &response(Body::from("small"), &[html]),
+            1024
+        ));
         assert!(should_compress(&response(Body::from("small"), &[html]), 0));
         assert!(!should_compress(&response(Body::empty(), &[html]), 0));
         assert!(!should_compress(&response(big(), &[]), 1024));

@@ -152,16 +152,15 @@ mod tests {
         content_type: &'static str,
         body: &'static str,
     ) -> Response {
-        let service = CompressionLayer::new().layer(tower::service_fn(
-            move |_: Request<Body>| async move {
+        let service =
+            CompressionLayer::new().layer(tower::service_fn(move |_: Request<Body>| async move {
                 let mut r = Response::new(Body::from(body));
                 r.headers_mut()
                     .insert("content-type", HeaderValue::from_static(content_type));
                 r.headers_mut()
                     .insert("etag", HeaderValue::from_static("\"v1\""));
                 Ok::<_, Infallible>(r)
-            },
-        ));
+            }));
         let mut request = Request::builder().method(method);
         if let Some(ae) = accept_encoding {
             request = request.header("accept-encoding", ae);
@@ -202,7 +201,13 @@ mod tests {
 
     #[tokio::test]
     async fn identity_refused_compresses_even_small_bodies() {
-        let r = respond(Some("gzip, identity;q=0"), Method::GET, "text/plain", "tiny").await;
+        let r = respond(
+            Some("gzip, identity;q=0"),
+            Method::GET,
+            "text/plain",
+            "tiny",
+        )
+        .await;
         assert_eq!(r.headers()["content-encoding"], "gzip");
     }
 }
