@@ -68,7 +68,7 @@ pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Default for [`ENV_COMPRESSION`]: on.
 pub const DEFAULT_COMPRESSION: bool = true;
 /// Default for [`ENV_COMPRESSION_MIN_SIZE`]: 1 KiB.
-pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = 1024;
+pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = crate::layers::compression::DEFAULT_MIN_SIZE;
 /// Default for [`ENV_ERROR_PAGES_DIR`] (used only if it exists).
 pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
 /// Default for [`ENV_ACCESS_LOG`]: off.

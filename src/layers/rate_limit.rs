@@ -152,6 +152,7 @@ impl RateLimitLayer {
 
     /// Believes the forwarding headers of these proxies (starts a fresh limiter).
     pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        // The same limit and period were accepted by new(), so this build succeeds.
         if let Some(config) = build(self.limit, self.period, ClientIpKey { trusted }) {
             self.cleanup = Arc::new(Cleanup::new(config.limiter().clone(), self.window));
             self.config = Arc::new(config);

@@ -265,10 +265,13 @@ fn run(php: &ThreadGuard, interrupter: &Interrupter, worker: usize, job: Job, st
     stats.busy.fetch_add(1, Ordering::Relaxed);
     let waited = queued_at.elapsed();
     let mut writer = OutputWriter::new(respond, body, request.tag().to_owned());
-    let mut exec_timings = profile.then(|| {
+    // Profiling: the queue wait goes with a head that leaves early (a streamed response);
+    // the shim fills in the phases, which go with a head that leaves at the end.
+    let mut exec_timings = None;
+    if profile {
         writer.set_timings(PhpTimings::queued(waited));
-        ExecTimings::default()
-    });
+        exec_timings = Some(ExecTimings::default());
+    }
     let outcome = php.execute(&request.exec(), &mut writer, exec_timings.as_mut());
     control.finish();
     if let Some(exec) = &exec_timings {
@@ -290,4 +293,25 @@ fn run(php: &ThreadGuard, interrupter: &Interrupter, worker: usize, job: Job, st
     writer.finish();
     stats.busy.fetch_sub(1, Ordering::Relaxed);
     stats.served.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_job_given_up_is_never_started() {
+        let control = JobControl::new();
+        assert_eq!(control.abandon(), Abandoned::FromQueue);
+        assert_eq!(control.abandon(), Abandoned::TooLate);
+        assert!(matches!(*control.lock(), JobState::Abandoned));
+    }
+
+    #[test]
+    fn a_finished_job_is_left_alone() {
+        let control = JobControl::new();
+        control.finish();
+        assert_eq!(control.abandon(), Abandoned::TooLate);
+        assert!(matches!(*control.lock(), JobState::Finished));
+    }
 }
