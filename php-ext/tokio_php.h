@@ -57,6 +57,22 @@ typedef struct {
     const char *server_version;
     int64_t workers;
 } tphp_server_info;
+/* When the phases of one request began and ended, in CLOCK_MONOTONIC nanoseconds, filled by
+ * tphp_execute() when the caller asks for them (profiling). A phase that did not run stays 0. */
+typedef struct {
+    uint64_t startup_begin;  /* before php_request_startup() */
+    uint64_t script_begin;   /* after it succeeded, before php_execute_script() */
+    uint64_t shutdown_begin; /* after the script ended (normally, by exit() or a fatal error) */
+    uint64_t end;            /* after php_request_shutdown() */
+} tphp_timings;
+
+/* Where one worker thread's executor keeps its "stop at the next opcode" flags
+ * (EG(vm_interrupt), EG(timed_out)). Filled by tphp_thread_init(); valid on any thread
+ * until that worker calls tphp_thread_shutdown(). */
+typedef struct {
+    void *vm_interrupt; /* zend_atomic_bool * */
+    void *timed_out;    /* zend_atomic_bool * */
+} tphp_interrupt_handle;
 
 /* What happened to a request, as tphp_execute() reports it. */
 enum {
@@ -69,9 +85,15 @@ int tphp_startup(const tphp_startup_config *config);
 void tphp_shutdown(void);
 int tphp_is_zts(void);
 const char *tphp_php_version(void);
-void tphp_thread_init(void);
+/* Sets up this thread's PHP context and fills `interrupt` (may be NULL) with its flags. */
+void tphp_thread_init(tphp_interrupt_handle *interrupt);
 void tphp_thread_shutdown(void);
-int tphp_execute(void *context, const tphp_request *request);
+/* Runs one request; fills `timings` when it is not NULL. */
+int tphp_execute(void *context, const tphp_request *request, tphp_timings *timings);
+/* Makes the script running on that worker stop at its next opcode with "Maximum execution
+ * time exceeded", exactly as PHP's own timer does (zend_timeout_handler). Safe from any
+ * thread; the caller makes sure the worker still runs the request it means to stop. */
+void tphp_interrupt(const tphp_interrupt_handle *interrupt);
 
 /* --- called by C, implemented in Rust; `context` is the one given to tphp_execute --- */
 /* Body bytes. Returns 0 when the client is gone (PHP then treats the connection as aborted). */

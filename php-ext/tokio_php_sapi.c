@@ -14,6 +14,7 @@
 #include <zend_extensions.h>
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
+#include <time.h>
 
 #ifdef ZTS
 ZEND_TSRMLS_CACHE_DEFINE()
@@ -350,13 +351,46 @@ void tphp_shutdown(void)
     tphp_sapi_module.ini_entries = NULL;
 }
 
-void tphp_thread_init(void)
+void tphp_thread_init(tphp_interrupt_handle *interrupt)
 {
 #ifdef ZTS
     (void) ts_resource(0);
     ZEND_TSRMLS_CACHE_UPDATE();
 #endif
+    if (interrupt) {
+        /* This thread's executor globals live as long as its TSRM context. */
+        interrupt->vm_interrupt = &EG(vm_interrupt);
+        interrupt->timed_out = &EG(timed_out);
+    }
 }
+
+void tphp_interrupt(const tphp_interrupt_handle *interrupt)
+{
+    if (!interrupt || !interrupt->vm_interrupt || !interrupt->timed_out) {
+        return;
+    }
+    /* What zend_timeout_handler() does: the VM checks vm_interrupt at loop back-edges and
+     * calls, sees timed_out and raises the max_execution_time fatal error. Both flags are
+     * reset by the next php_request_startup() (init_executor). */
+    zend_atomic_bool_store((zend_atomic_bool *) interrupt->timed_out, true);
+    zend_atomic_bool_store((zend_atomic_bool *) interrupt->vm_interrupt, true);
+}
+
+static uint64_t tphp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* Stamps one field of the caller's timings, only when profiling (timings != NULL). Written
+ * through the pointer, so the stamps survive PHP's longjmp out of zend_try. */
+#define TPHP_STAMP(timings, field) \
+    do { \
+        if (timings) { \
+            (timings)->field = tphp_now_ns(); \
+        } \
+    } while (0)
 
 void tphp_thread_shutdown(void)
 {
@@ -365,7 +399,7 @@ void tphp_thread_shutdown(void)
 #endif
 }
 
-int tphp_execute(void *context, const tphp_request *r)
+int tphp_execute(void *context, const tphp_request *r, tphp_timings *timings)
 {
     volatile int result = TPHP_DONE; /* read after a possible longjmp */
 
@@ -381,6 +415,7 @@ int tphp_execute(void *context, const tphp_request *r)
     SG(request_info).headers_only = r->headers_only;
     SG(sapi_headers).http_response_code = 200;
 
+    TPHP_STAMP(timings, startup_begin);
     zend_first_try {
         if (r->authorization) {
             php_handle_auth_data(r->authorization);
@@ -388,6 +423,7 @@ int tphp_execute(void *context, const tphp_request *r)
         if (php_request_startup() == FAILURE) {
             result = TPHP_STARTUP_FAILED;
         } else {
+            TPHP_STAMP(timings, script_begin);
             zend_file_handle file_handle;
             zend_stream_init_filename(&file_handle, r->script_filename);
             php_execute_script(&file_handle);
@@ -395,9 +431,11 @@ int tphp_execute(void *context, const tphp_request *r)
         }
     } zend_end_try();
 
+    TPHP_STAMP(timings, shutdown_begin);
     if (result == TPHP_DONE) {
         php_request_shutdown(NULL);
     }
+    TPHP_STAMP(timings, end);
 
     SG(server_context) = NULL;
     SG(request_info).request_method = NULL;

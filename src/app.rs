@@ -3,11 +3,17 @@
 use std::path::Path;
 
 use axum::Router;
+use tower::ServiceBuilder;
 
 use crate::config::{Config, ConfigError};
 use crate::ffi::{self, StartupError};
+use crate::layers::error_pages::{ErrorPageSet, ErrorPagesError};
 use crate::layers::front_controller::FrontControllerError;
-use crate::layers::{FrontControllerLayer, ValidateHostLayer};
+use crate::layers::rate_limit::InvalidRateLimit;
+use crate::layers::{
+    AccessLogLayer, CompressionLayer, ErrorPagesLayer, FrontControllerLayer, RateLimitLayer,
+    RequestTimeoutLayer, ServerTimingLayer, SetRequestIdLayer, ValidateHostLayer,
+};
 use crate::php::PhpService;
 use crate::php::engine::PhpEngine;
 use crate::php::pool::{PoolHandle, WorkerPool};
@@ -41,6 +47,24 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// An error page cannot be loaded (`ERROR_PAGES_DIR`).
+    #[error("ERROR_PAGES_DIR: {0}")]
+    ErrorPages(#[from] ErrorPagesError),
+    /// The rate limit cannot be enforced (`RATE_LIMIT`, `RATE_WINDOW`).
+    #[error(transparent)]
+    RateLimit(#[from] InvalidRateLimit),
+}
+
+/// The configured error pages; the default directory may be missing.
+fn load_error_pages(config: &Config) -> Result<ErrorPageSet, ErrorPagesError> {
+    let (dir, optional) = config.effective_error_pages_dir();
+    if optional && !dir.exists() {
+        tracing::debug!(dir = %dir.display(), "no error pages directory; errors are plain text");
+        return Ok(ErrorPageSet::empty());
+    }
+    let pages = ErrorPageSet::load(&dir)?;
+    tracing::info!(dir = %dir.display(), statuses = ?pages.statuses(), "error pages loaded");
+    Ok(pages)
 }
 
 /// A running tokio_php: PHP started, workers waiting. Build the HTTP side with
@@ -52,6 +76,8 @@ pub struct App {
     pool: Option<WorkerPool>,
     php: PhpService,
     front_controller: Option<FrontControllerLayer>,
+    error_pages: ErrorPageSet,
+    rate_limit: Option<RateLimitLayer>,
 }
 
 impl App {
@@ -59,6 +85,16 @@ impl App {
     /// second `App` in the same process fails with [`StartupError::AlreadyStarted`].
     pub fn start(config: Config) -> Result<Self, StartError> {
         config.validate()?;
+        // Settings that can fail are checked before PHP starts.
+        let error_pages = load_error_pages(&config)?;
+        let rate_limit = match config.rate_limit {
+            0 => None,
+            limit => Some(
+                RateLimitLayer::new(limit, config.rate_window)?
+                    .trusted_proxies(config.trusted_proxies.clone())
+                    .error_responder(error_pages.clone()),
+            ),
+        };
         let mut workers = config.effective_workers();
         if !ffi::is_zts() && workers > 1 {
             tracing::warn!(
@@ -77,6 +113,7 @@ impl App {
                 source,
             })?
             .max_body_size(config.max_body_size)
+            .sse_timeout(config.sse_timeout)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl));
         let php = if config.sendfile_roots.is_empty() {
             php
@@ -101,16 +138,45 @@ impl App {
             pool: Some(pool),
             php,
             front_controller,
+            error_pages,
+            rate_limit,
         })
     }
 
-    /// The whole stack for the standalone server, as a router.
+    /// The whole stack for the standalone server, as a router: the feature layers the
+    /// configuration turns on, in the order [`crate::layers`] documents, over the PHP
+    /// service.
     pub fn router(&self) -> Router {
+        let config = &self.config;
+        let layers = ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new())
+            .option_layer(
+                config
+                    .access_log
+                    .then(|| AccessLogLayer::new().trusted_proxies(config.trusted_proxies.clone())),
+            )
+            .option_layer(config.request_timeout.map(|timeout| {
+                RequestTimeoutLayer::new(timeout).error_responder(self.error_pages.clone())
+            }))
+            .option_layer(self.rate_limit.clone())
+            .option_layer(
+                config
+                    .compression
+                    .then(|| CompressionLayer::new().min_size(config.compression_min_size)),
+            )
+            .layer(ErrorPagesLayer::new(self.error_pages.clone()))
+            .layer(ValidateHostLayer::new())
+            .option_layer(config.profile.then(ServerTimingLayer::new));
         let router = match &self.front_controller {
             Some(front) => Router::new().fallback_service(front.layer_service(self.php_service())),
             None => Router::new().fallback_service(self.php_service()),
         };
-        router.layer(ValidateHostLayer::new())
+        router.layer(layers)
+    }
+
+    /// The error pages loaded at startup (empty when there are none).
+    pub fn error_pages(&self) -> &ErrorPageSet {
+        &self.error_pages
     }
 
     /// The bare PHP service, to mount with `nest_service` or `fallback_service` and wrap

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::layers::client_ip::TrustedProxies;
+
 /// Address the HTTP listener binds.
 pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
 /// Directory served: PHP scripts run from it.
@@ -32,6 +34,26 @@ pub const ENV_STATIC_CACHE_TTL: &str = "STATIC_CACHE_TTL";
 pub const ENV_INDEX_FILE: &str = "INDEX_FILE";
 /// Directories X-Sendfile / X-Accel-Redirect may hand files from.
 pub const ENV_SENDFILE_ROOTS: &str = "SENDFILE_ROOTS";
+/// Longest wait for a response head before 504 (`off` for none).
+pub const ENV_REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+/// Requests per client per window (0 = no rate limit).
+pub const ENV_RATE_LIMIT: &str = "RATE_LIMIT";
+/// The rate limit's window.
+pub const ENV_RATE_WINDOW: &str = "RATE_WINDOW";
+/// Proxies whose X-Forwarded-For / Forwarded is believed: IPs and CIDR blocks.
+pub const ENV_TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+/// `on` or `off`: Brotli / zstd / gzip response compression.
+pub const ENV_COMPRESSION: &str = "COMPRESSION";
+/// Bodies of known size below this are not compressed.
+pub const ENV_COMPRESSION_MIN_SIZE: &str = "COMPRESSION_MIN_SIZE";
+/// Directory with `{status}.html` error pages.
+pub const ENV_ERROR_PAGES_DIR: &str = "ERROR_PAGES_DIR";
+/// `1` writes one JSON access log line per request to standard output.
+pub const ENV_ACCESS_LOG: &str = "ACCESS_LOG";
+/// `1` lets requests with `X-Profile: 1` get Server-Timing headers.
+pub const ENV_PROFILE: &str = "PROFILE";
+/// Longest life of a `text/event-stream` response (`off` for none).
+pub const ENV_SSE_TIMEOUT: &str = "SSE_TIMEOUT";
 
 /// Default for [`ENV_LISTEN_ADDR`].
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -47,6 +69,24 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default for [`ENV_STATIC_CACHE_TTL`]: one day.
 pub const DEFAULT_STATIC_CACHE_TTL: Duration = Duration::from_secs(86_400);
+/// Default for [`ENV_REQUEST_TIMEOUT`]: two minutes.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default for [`ENV_RATE_LIMIT`]: off.
+pub const DEFAULT_RATE_LIMIT: u32 = 0;
+/// Default for [`ENV_RATE_WINDOW`]: one minute.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Default for [`ENV_COMPRESSION`]: on.
+pub const DEFAULT_COMPRESSION: bool = true;
+/// Default for [`ENV_COMPRESSION_MIN_SIZE`]: 1 KiB.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = crate::layers::compression::DEFAULT_MIN_SIZE;
+/// Default for [`ENV_ERROR_PAGES_DIR`] (used only if it exists).
+pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
+/// Default for [`ENV_ACCESS_LOG`]: off.
+pub const DEFAULT_ACCESS_LOG: bool = false;
+/// Default for [`ENV_PROFILE`]: off.
+pub const DEFAULT_PROFILE: bool = false;
+/// Default for [`ENV_SSE_TIMEOUT`]: 30 minutes.
+pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// One documented setting, as `--help` and docs/configuration.md list it.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +156,56 @@ pub const SETTINGS: &[Setting] = &[
         default: DEFAULT_LOG_LEVEL,
         help: "log level (error, warn, info, debug, trace) or a tracing filter directive",
     },
+    Setting {
+        env: ENV_REQUEST_TIMEOUT,
+        default: "2m",
+        help: "longest wait for a response head before 504 and the script is stopped (30s, 2m, 1h; off)",
+    },
+    Setting {
+        env: ENV_RATE_LIMIT,
+        default: "0",
+        help: "requests per client IP per RATE_WINDOW before 429; 0 = no limit",
+    },
+    Setting {
+        env: ENV_RATE_WINDOW,
+        default: "60",
+        help: "the rate limit's window, in seconds (or 30s, 1m, 1h)",
+    },
+    Setting {
+        env: ENV_TRUSTED_PROXIES,
+        default: "",
+        help: "comma-separated proxy IPs/CIDRs whose X-Forwarded-For / Forwarded names the client",
+    },
+    Setting {
+        env: ENV_COMPRESSION,
+        default: "on",
+        help: "Brotli / zstd / gzip compression of text responses: on or off",
+    },
+    Setting {
+        env: ENV_COMPRESSION_MIN_SIZE,
+        default: "1K",
+        help: "bodies of known size below this are sent uncompressed (bytes, or with K, M)",
+    },
+    Setting {
+        env: ENV_ERROR_PAGES_DIR,
+        default: DEFAULT_ERROR_PAGES_DIR,
+        help: "directory of {status}.html error pages (the default may be missing)",
+    },
+    Setting {
+        env: ENV_ACCESS_LOG,
+        default: "0",
+        help: "1 writes one JSON line per request to standard output",
+    },
+    Setting {
+        env: ENV_PROFILE,
+        default: "0",
+        help: "1 lets a request with X-Profile: 1 get Server-Timing and X-Profile-* headers",
+    },
+    Setting {
+        env: ENV_SSE_TIMEOUT,
+        default: "30m",
+        help: "longest life of a text/event-stream response (instead of REQUEST_TIMEOUT), or off",
+    },
 ];
 
 /// How log lines are written.
@@ -166,6 +256,28 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter ([`ENV_LOG_LEVEL`]).
     pub log_level: String,
+    /// Longest wait for a response head; None: no limit ([`ENV_REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<Duration>,
+    /// Requests per client per window; 0 = no limit ([`ENV_RATE_LIMIT`]).
+    pub rate_limit: u32,
+    /// The rate limit's window ([`ENV_RATE_WINDOW`]).
+    pub rate_window: Duration,
+    /// Proxies whose forwarding headers are believed ([`ENV_TRUSTED_PROXIES`]).
+    pub trusted_proxies: TrustedProxies,
+    /// Whether responses are compressed ([`ENV_COMPRESSION`]).
+    pub compression: bool,
+    /// Smallest known body size compressed ([`ENV_COMPRESSION_MIN_SIZE`]).
+    pub compression_min_size: u64,
+    /// Error pages directory; None: [`DEFAULT_ERROR_PAGES_DIR`] if it exists
+    /// ([`ENV_ERROR_PAGES_DIR`]).
+    pub error_pages_dir: Option<PathBuf>,
+    /// Whether each request writes an access log line ([`ENV_ACCESS_LOG`]).
+    pub access_log: bool,
+    /// Whether `X-Profile: 1` is honoured ([`ENV_PROFILE`]).
+    pub profile: bool,
+    /// Longest life of a server-sent events response; None: unbounded
+    /// ([`ENV_SSE_TIMEOUT`]).
+    pub sse_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -182,6 +294,16 @@ impl Default for Config {
             sendfile_roots: Vec::new(),
             log_format: LogFormat::Text,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            rate_window: DEFAULT_RATE_WINDOW,
+            trusted_proxies: TrustedProxies::none(),
+            compression: DEFAULT_COMPRESSION,
+            compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
+            error_pages_dir: None,
+            access_log: DEFAULT_ACCESS_LOG,
+            profile: DEFAULT_PROFILE,
+            sse_timeout: Some(DEFAULT_SSE_TIMEOUT),
         }
     }
 }
@@ -316,6 +438,67 @@ impl Config {
         if let Some(v) = source.get(ENV_LOG_LEVEL) {
             config.log_level = v;
         }
+        if let Some(v) = source.get(ENV_REQUEST_TIMEOUT) {
+            config.request_timeout = if is_off(&v) {
+                None
+            } else {
+                Some(parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    invalid(
+                        ENV_REQUEST_TIMEOUT,
+                        &v,
+                        "a duration such as 30s, 2m or 1h (plain numbers are seconds), or off",
+                    )
+                })?)
+            };
+        }
+        if let Some(v) = source.get(ENV_RATE_LIMIT) {
+            config.rate_limit = v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| invalid(ENV_RATE_LIMIT, &v, "a whole number of requests; 0 = off"))?;
+        }
+        if let Some(v) = source.get(ENV_RATE_WINDOW) {
+            config.rate_window = parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                invalid(
+                    ENV_RATE_WINDOW,
+                    &v,
+                    "a positive number of seconds, or a duration such as 30s, 1m, 1h",
+                )
+            })?;
+        }
+        if let Some(v) = source.get(ENV_TRUSTED_PROXIES) {
+            config.trusted_proxies = v.parse().map_err(|reason: String| {
+                invalid(
+                    ENV_TRUSTED_PROXIES,
+                    &v,
+                    &format!("comma-separated IP addresses or CIDR blocks ({reason})"),
+                )
+            })?;
+        }
+        if let Some(v) = source.get(ENV_COMPRESSION) {
+            config.compression = parse_switch(ENV_COMPRESSION, &v)?;
+        }
+        if let Some(v) = source.get(ENV_COMPRESSION_MIN_SIZE) {
+            config.compression_min_size = parse_size(&v).ok_or_else(|| {
+                invalid(
+                    ENV_COMPRESSION_MIN_SIZE,
+                    &v,
+                    "a size in bytes, or with K, M or G (1K)",
+                )
+            })?;
+        }
+        config.error_pages_dir = source.get(ENV_ERROR_PAGES_DIR).map(PathBuf::from);
+        if let Some(v) = source.get(ENV_ACCESS_LOG) {
+            config.access_log = parse_switch(ENV_ACCESS_LOG, &v)?;
+        }
+        if let Some(v) = source.get(ENV_PROFILE) {
+            config.profile = parse_switch(ENV_PROFILE, &v)?;
+        }
+        if let Some(v) = source.get(ENV_SSE_TIMEOUT) {
+            config.sse_timeout = parse_optional_duration(&v).ok_or_else(|| {
+                invalid(ENV_SSE_TIMEOUT, &v, "a duration such as 30m, 2h, or off")
+            })?;
+        }
         Ok(config)
     }
 
@@ -368,6 +551,63 @@ impl Config {
         self
     }
 
+    /// Sets the longest wait for a response head (None: no limit).
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Limits each client to `limit` requests per `window` (0 = no limit).
+    pub fn rate_limit(mut self, limit: u32, window: Duration) -> Self {
+        self.rate_limit = limit;
+        self.rate_window = window;
+        self
+    }
+
+    /// Sets the proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
+        self
+    }
+
+    /// Turns compression on or off.
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// Sets the smallest known body size that is compressed.
+    pub fn compression_min_size(mut self, bytes: u64) -> Self {
+        self.compression_min_size = bytes;
+        self
+    }
+
+    /// Sets the error pages directory (it must exist).
+    pub fn error_pages_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.error_pages_dir = Some(dir.into());
+        self
+    }
+
+    /// Turns the access log on or off.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// Turns profiling on request (`X-Profile: 1`) on or off.
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on;
+        self
+    }
+
+    /// The error pages directory to load, and whether it may be missing (the default).
+    pub fn effective_error_pages_dir(&self) -> (PathBuf, bool) {
+        match &self.error_pages_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (PathBuf::from(DEFAULT_ERROR_PAGES_DIR), true),
+        }
+    }
+
     /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.document_root.is_dir() {
@@ -406,6 +646,22 @@ impl Config {
                 ENV_PHP_INI,
                 &ini.display().to_string(),
                 "an existing php.ini file",
+            ));
+        }
+        if let Some(dir) = &self.error_pages_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                ENV_ERROR_PAGES_DIR,
+                &dir.display().to_string(),
+                "an existing directory of {status}.html files",
+            ));
+        }
+        if self.rate_limit > 0 && (self.rate_window / self.rate_limit).is_zero() {
+            return Err(invalid(
+                ENV_RATE_WINDOW,
+                &format!("{:?}", self.rate_window),
+                &format!("a window long enough for {} requests", self.rate_limit),
             ));
         }
         Ok(())
@@ -466,30 +722,53 @@ fn parse_count(name: &'static str, value: &str) -> Result<usize, ConfigError> {
         .ok_or_else(|| invalid(name, value, "a whole number from 0 to 1000000"))
 }
 
-/// Parses a duration: `90` (seconds), `90s`, `30m`, `12h`, `1d`, `2w`, `1y`.
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let v = value.trim().to_ascii_lowercase();
-    let unit_at = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(unit_at);
-    let multiplier: u64 = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        "y" => 31_536_000,
-        _ => return None,
-    };
-    let n: u64 = digits.parse().ok()?;
-    n.checked_mul(multiplier).map(Duration::from_secs)
-}
-
 /// [`parse_duration`], or `off` (also `0`, `false`, `no`, `none`) for None.
 pub fn parse_optional_duration(value: &str) -> Option<Option<Duration>> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "off" | "false" | "no" | "none" | "0" => Some(None),
-        _ => parse_duration(value).map(Some),
+    if is_off(value) {
+        return Some(None);
     }
+    parse_duration(value).map(Some)
+}
+
+fn is_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "off" | "0" | "none" | "false" | "no"
+    )
+}
+
+fn parse_switch(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err(invalid(
+            name,
+            value,
+            "1, on, true, yes or 0, off, false, no",
+        )),
+    }
+}
+
+/// Parses `90` (seconds), `500ms`, `30s`, `2m`, `1h`, `1d`, `2w`, `1y`, and decimals such
+/// as `1.5s`.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let v = value.trim().to_ascii_lowercase();
+    let (number, unit) = match v.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => v.split_at(i),
+        None => (v.as_str(), "s"),
+    };
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 604_800.0,
+        "y" => 31_536_000.0,
+        _ => return None,
+    };
+    let number: f64 = number.parse().ok()?;
+    Duration::try_from_secs_f64(number * seconds_per_unit).ok()
 }
 
 /// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024; a trailing `B` or `iB` is fine).
@@ -526,6 +805,91 @@ mod tests {
         assert_eq!(config.document_root, PathBuf::from("./public"));
         assert_eq!(config.max_body_size, 64 << 20);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.request_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(config.rate_limit, 0);
+        assert_eq!(config.rate_window, Duration::from_secs(60));
+        assert!(config.trusted_proxies.is_empty());
+        assert!(config.compression);
+        assert_eq!(config.compression_min_size, 1024);
+        assert_eq!(
+            config.effective_error_pages_dir(),
+            (PathBuf::from("./errors"), true)
+        );
+        assert!(!config.access_log);
+        assert!(!config.profile);
+    }
+
+    #[test]
+    fn reads_the_feature_layer_variables() {
+        let config = Config::from_source(&source(&[
+            ("REQUEST_TIMEOUT", "90s"),
+            ("RATE_LIMIT", "100"),
+            ("RATE_WINDOW", "1m"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ("COMPRESSION", "off"),
+            ("COMPRESSION_MIN_SIZE", "2K"),
+            ("ERROR_PAGES_DIR", "/srv/errors"),
+            ("ACCESS_LOG", "1"),
+            ("PROFILE", "on"),
+        ]))
+        .unwrap();
+        assert_eq!(config.request_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(config.rate_limit, 100);
+        assert_eq!(config.rate_window, Duration::from_secs(60));
+        assert_eq!(config.trusted_proxies.nets().len(), 2);
+        assert!(!config.compression);
+        assert_eq!(config.compression_min_size, 2048);
+        assert_eq!(
+            config.effective_error_pages_dir(),
+            (PathBuf::from("/srv/errors"), false)
+        );
+        assert!(config.access_log);
+        assert!(config.profile);
+        let off = Config::from_source(&source(&[("REQUEST_TIMEOUT", "off")])).unwrap();
+        assert_eq!(off.request_timeout, None);
+        let plain = Config::from_source(&source(&[("RATE_WINDOW", "30")])).unwrap();
+        assert_eq!(plain.rate_window, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_feature_values_name_the_variable() {
+        for (name, value) in [
+            ("REQUEST_TIMEOUT", "soon"),
+            ("REQUEST_TIMEOUT", "5x"),
+            ("RATE_LIMIT", "-1"),
+            ("RATE_WINDOW", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
+            ("COMPRESSION", "maybe"),
+            ("COMPRESSION_MIN_SIZE", "lots"),
+            ("ACCESS_LOG", "2"),
+            ("PROFILE", "y"),
+        ] {
+            let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name, "{value}");
+            assert!(err.to_string().contains(value), "{err}");
+        }
+        let err = Config::default()
+            .error_pages_dir("/definitely/not/here")
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.name, "ERROR_PAGES_DIR");
+    }
+
+    #[test]
+    fn durations_parse_with_decimals_and_units() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 2M "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("1 2s"), None);
+        assert_eq!(parse_duration("-1s"), None);
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! Responses the server makes itself for an error (404, 413, 503, …): plain text, marked so
 //! the error-pages layer knows it may replace them.
+//!
+//! Layers that answer an error themselves from outside the error-pages layer (the request
+//! timeout's 504, the rate limit's 429) make it through an [`ErrorResponder`], so the
+//! standalone server can give them the same pages ([`crate::layers::error_pages`]).
+
+use std::fmt;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -30,6 +36,22 @@ pub fn retry_later(status: StatusCode, seconds: u64) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
+
+/// Makes the response for an error a layer answers itself.
+pub trait ErrorResponder: fmt::Debug + Send + Sync + 'static {
+    /// The response for `status`, to a request whose `Accept` header was `accept`. It must
+    /// carry the [`ServerMadeError`] extension. The default is [`error_response`].
+    fn respond(&self, status: StatusCode, accept: Option<&HeaderValue>) -> Response {
+        let _ = accept;
+        error_response(status)
+    }
+}
+
+/// The default [`ErrorResponder`]: `429 Too Many Requests` and the like, as plain text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainText;
+
+impl ErrorResponder for PlainText {}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,8 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What a running request does with PHP's side of the conversation.
 pub(crate) trait SapiHandler {
@@ -108,6 +110,22 @@ struct TphpRequest {
     server_vars_len: usize,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TphpTimings {
+    startup_begin: u64,
+    script_begin: u64,
+    shutdown_begin: u64,
+    end: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TphpInterruptHandle {
+    vm_interrupt: *mut c_void,
+    timed_out: *mut c_void,
+}
+
 const TPHP_DONE: c_int = 0;
 
 unsafe extern "C" {
@@ -115,9 +133,14 @@ unsafe extern "C" {
     fn tphp_shutdown();
     fn tphp_is_zts() -> c_int;
     fn tphp_php_version() -> *const c_char;
-    fn tphp_thread_init();
+    fn tphp_thread_init(interrupt: *mut TphpInterruptHandle);
     fn tphp_thread_shutdown();
-    fn tphp_execute(context: *mut c_void, request: *const TphpRequest) -> c_int;
+    fn tphp_execute(
+        context: *mut c_void,
+        request: *const TphpRequest,
+        timings: *mut TphpTimings,
+    ) -> c_int;
+    fn tphp_interrupt(interrupt: *const TphpInterruptHandle);
 }
 
 // === safe wrappers ===
@@ -216,6 +239,7 @@ pub fn php_version() -> &'static str {
 /// PHP's per-thread state, alive for as long as the guard: create one on each worker
 /// thread before its first request and drop it on that thread when it ends.
 pub(crate) struct ThreadGuard {
+    interrupter: Interrupter,
     // Not Send: the TSRM context belongs to the thread that made it.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -223,19 +247,33 @@ pub(crate) struct ThreadGuard {
 impl ThreadGuard {
     /// Allocates this thread's PHP context. PHP must be started.
     pub(crate) fn new() -> Self {
+        let mut handle = TphpInterruptHandle {
+            vm_interrupt: std::ptr::null_mut(),
+            timed_out: std::ptr::null_mut(),
+        };
         // SAFETY: PHP is started (the pool starts workers only after startup()); the
         // context is freed by Drop on this same thread, since the guard is not Send.
-        unsafe { tphp_thread_init() };
+        // `handle` is a valid out-parameter for the call.
+        unsafe { tphp_thread_init(&mut handle) };
         Self {
+            interrupter: Interrupter(Arc::new(Mutex::new(Some(RawInterrupt(handle))))),
             _not_send: std::marker::PhantomData,
         }
     }
 
-    /// Runs one request on this thread, feeding PHP's callbacks to `handler`.
+    /// A handle that stops whatever script this thread runs; usable from any thread, and
+    /// harmless once this guard is gone.
+    pub(crate) fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
+    }
+
+    /// Runs one request on this thread, feeding PHP's callbacks to `handler`. With
+    /// `timings`, the phases of the request are measured into it.
     pub(crate) fn execute(
         &self,
         request: &ExecRequest<'_>,
         handler: &mut dyn SapiHandler,
+        timings: Option<&mut ExecTimings>,
     ) -> ExecOutcome {
         let vars: Vec<TphpStr> = request
             .server_vars
@@ -268,11 +306,21 @@ impl ThreadGuard {
         };
         let mut handler: &mut dyn SapiHandler = handler;
         let context = (&mut handler as *mut &mut dyn SapiHandler).cast::<c_void>();
+        let mut stamps = TphpTimings::default();
+        let stamps_ptr = if timings.is_some() {
+            &mut stamps as *mut TphpTimings
+        } else {
+            std::ptr::null_mut()
+        };
         // SAFETY: `raw` and what it points to (request, vars) outlive the call; `context`
         // points to `handler`, which nothing else touches until tphp_execute returns, and
-        // the shim clears its copies of both before returning. This thread owns a PHP
-        // context (self exists on it).
-        let rc = unsafe { tphp_execute(context, &raw) };
+        // the shim clears its copies of both before returning. `stamps_ptr` is NULL or
+        // points to `stamps`, alive for the call. This thread owns a PHP context (self
+        // exists on it).
+        let rc = unsafe { tphp_execute(context, &raw, stamps_ptr) };
+        if let Some(timings) = timings {
+            *timings = ExecTimings::from_stamps(&stamps);
+        }
         if rc == TPHP_DONE {
             ExecOutcome::Done
         } else {
@@ -283,8 +331,72 @@ impl ThreadGuard {
 
 impl Drop for ThreadGuard {
     fn drop(&mut self) {
+        // Forget the flags' addresses first: they die with the context.
+        self.interrupter.forget();
         // SAFETY: the context was made on this thread by new() (the guard is not Send).
         unsafe { tphp_thread_shutdown() }
+    }
+}
+
+/// The addresses of one worker thread's executor flags.
+struct RawInterrupt(TphpInterruptHandle);
+
+// SAFETY: the pointers are to atomics (zend_atomic_bool) that any thread may store to; they
+// are only used while the owning ThreadGuard lives (Interrupter::forget runs in its Drop,
+// under the same mutex as every use).
+unsafe impl Send for RawInterrupt {}
+
+/// Stops the script running on one worker thread, as if it hit `max_execution_time`. It
+/// stops *whatever* that thread runs at the moment: the caller makes sure it is still the
+/// request it means (the pool checks that under its own lock).
+#[derive(Clone)]
+pub(crate) struct Interrupter(Arc<Mutex<Option<RawInterrupt>>>);
+
+impl Interrupter {
+    /// Raises the interrupt; the script stops at its next opcode (a script blocked in a
+    /// system call, such as `sleep()`, stops when the call returns).
+    pub(crate) fn interrupt(&self) {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(raw) = guard.as_ref() {
+            // SAFETY: the handle was filled by tphp_thread_init for a thread whose context
+            // is still alive: ThreadGuard::drop clears it (under this lock) before freeing
+            // the context.
+            unsafe { tphp_interrupt(&raw.0) };
+        }
+    }
+
+    fn forget(&self) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = None;
+    }
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupter").finish_non_exhaustive()
+    }
+}
+
+/// How long each phase of one request took on the worker (profiling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExecTimings {
+    /// `php_request_startup()`.
+    pub startup: Duration,
+    /// The script, until it ended, exited or failed (None if startup failed).
+    pub script: Option<Duration>,
+    /// `php_request_shutdown()`.
+    pub shutdown: Duration,
+}
+
+impl ExecTimings {
+    fn from_stamps(t: &TphpTimings) -> Self {
+        let between = |a: u64, b: u64| Duration::from_nanos(b.saturating_sub(a));
+        let script_begin = (t.script_begin != 0).then_some(t.script_begin);
+        Self {
+            startup: between(t.startup_begin, script_begin.unwrap_or(t.shutdown_begin)),
+            script: script_begin.map(|s| between(s, t.shutdown_begin)),
+            shutdown: between(t.shutdown_begin, t.end),
+        }
     }
 }
 
@@ -618,6 +730,27 @@ mod tests {
             assert_eq!(vars.buf[name.0 + name.1], 0);
             assert_eq!(vars.buf[value.0 + value.1], 0);
         }
+    }
+
+    #[test]
+    fn timings_are_the_gaps_between_stamps() {
+        let t = ExecTimings::from_stamps(&TphpTimings {
+            startup_begin: 1_000,
+            script_begin: 3_000,
+            shutdown_begin: 10_000,
+            end: 10_500,
+        });
+        assert_eq!(t.startup, Duration::from_nanos(2_000));
+        assert_eq!(t.script, Some(Duration::from_nanos(7_000)));
+        assert_eq!(t.shutdown, Duration::from_nanos(500));
+        let failed = ExecTimings::from_stamps(&TphpTimings {
+            startup_begin: 1_000,
+            script_begin: 0,
+            shutdown_begin: 4_000,
+            end: 4_000,
+        });
+        assert_eq!(failed.startup, Duration::from_nanos(3_000));
+        assert_eq!(failed.script, None);
     }
 
     #[test]

@@ -45,8 +45,8 @@ async fn tokio_functions_answer_from_the_server() {
         v["server_info"]["server_version"],
         env!("CARGO_PKG_VERSION")
     );
-    // No REQUEST_TIMEOUT is enforced in this configuration.
-    assert_eq!(v["heartbeat"], false);
+    // REQUEST_TIMEOUT (2m by default) applies, so a heartbeat moves it.
+    assert_eq!(v["heartbeat"], true);
     assert_eq!(v["fastcgi_finish_request"], true);
 
     // Two requests get two ids.
@@ -59,6 +59,38 @@ async fn tokio_functions_answer_from_the_server() {
     )
     .await;
     assert_ne!(v["request_id"], w["request_id"]);
+}
+
+#[tokio::test]
+async fn heartbeats_push_the_request_timeout_forward() {
+    let server = TestServer::start(&[("REQUEST_TIMEOUT", "1s"), ("PHP_WORKERS", "1")]);
+    // 2 s of work under a 1 s timeout: heartbeats every 0.5 s keep it alive.
+    let r = client()
+        .get(server.url("/heartbeat.php?beat=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "[true,true,true,true]");
+    // Without them it times out.
+    let r = client()
+        .get(server.url("/heartbeat.php"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    drop(server);
+    // With no timeout there is nothing to push.
+    let server = TestServer::start(&[("REQUEST_TIMEOUT", "off")]);
+    let v = json(
+        client()
+            .get(server.url("/php_api.php"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["heartbeat"], false);
 }
 
 #[tokio::test]
@@ -201,6 +233,31 @@ async fn sse_events_arrive_one_by_one() {
             "events arrived together: {gap:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn sse_timeout_ends_a_long_stream_and_frees_the_worker() {
+    let server = TestServer::start(&[
+        ("SSE_TIMEOUT", "1s"),
+        ("REQUEST_TIMEOUT", "30s"),
+        ("PHP_WORKERS", "1"),
+    ]);
+    let started = Instant::now();
+    let r = client()
+        .get(server.url("/sse_long.php"))
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap_or_default();
+    let took = started.elapsed();
+    assert!(body.starts_with("data: tick 0\n\n"), "{body}");
+    assert!(!body.contains("tick 20"), "{body}");
+    assert!(took < Duration::from_secs(4), "the stream lasted {took:?}");
+    // The script stopped at its next event: the only worker serves the next request.
+    let started = Instant::now();
+    let r = client().get(server.url("/hello.php")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "Hello, world!");
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 fn read_first_chunk_then_leave(server: &TestServer, path: &str) {

@@ -1,27 +1,27 @@
 //! What the HTTP side and the PHP worker share about one running request: whether the
-//! client is gone, and the deadline a heartbeat may push forward.
+//! client is gone, and the request timeout a heartbeat may push forward.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::layers::request_timeout::TimeoutNotice;
 
 /// Shared state of one request, between its service future and its worker.
 #[derive(Debug, Default)]
 pub struct RequestControl {
     client_gone: AtomicBool,
-    deadline: Mutex<Option<Deadline>>,
-}
-
-/// When a request times out, and by how much a heartbeat moves that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    /// The instant the request times out.
-    pub at: Instant,
-    /// The full timeout, which a heartbeat of 0 seconds grants again.
-    pub timeout: Duration,
+    timeout: Option<TimeoutNotice>,
 }
 
 impl RequestControl {
+    /// State for a request under `timeout` (None: no request timeout applies).
+    pub fn new(timeout: Option<TimeoutNotice>) -> Self {
+        Self {
+            client_gone: AtomicBool::new(false),
+            timeout,
+        }
+    }
+
     /// Marks the client as gone (it closed the connection or dropped the response).
     pub fn set_client_gone(&self) {
         self.client_gone.store(true, Ordering::Release);
@@ -32,38 +32,13 @@ impl RequestControl {
         self.client_gone.load(Ordering::Acquire)
     }
 
-    /// Starts enforcing `timeout` from now.
-    pub fn set_timeout(&self, timeout: Duration) {
-        if let Ok(mut deadline) = self.deadline.lock() {
-            *deadline = Some(Deadline {
-                at: Instant::now() + timeout,
-                timeout,
-            });
-        }
-    }
-
-    /// The current deadline, if a timeout is enforced.
-    pub fn deadline(&self) -> Option<Deadline> {
-        self.deadline.lock().ok().and_then(|d| *d)
-    }
-
-    /// Pushes the deadline to `seconds` from now (0: the full timeout from now). False when
-    /// no timeout is enforced for this request.
+    /// Pushes the request timeout to `seconds` from now (0: the whole timeout again).
+    /// False when no timeout applies or it has already passed.
     pub fn heartbeat(&self, seconds: u64) -> bool {
-        let Ok(mut guard) = self.deadline.lock() else {
-            return false;
-        };
-        match guard.as_mut() {
-            Some(deadline) => {
-                let extend = match seconds {
-                    0 => deadline.timeout,
-                    n => Duration::from_secs(n),
-                };
-                deadline.at = deadline.at.max(Instant::now() + extend);
-                true
-            }
-            None => false,
-        }
+        let by = (seconds > 0).then(|| Duration::from_secs(seconds));
+        self.timeout
+            .as_ref()
+            .is_some_and(|notice| notice.extend(by))
     }
 }
 
@@ -103,18 +78,18 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[test]
-    fn heartbeat_moves_an_enforced_deadline_only() {
-        let control = RequestControl::default();
-        assert!(!control.heartbeat(5));
-        control.set_timeout(Duration::from_secs(1));
-        let before = control.deadline().unwrap().at;
+    #[tokio::test]
+    async fn heartbeat_moves_an_enforced_deadline_only() {
+        assert!(!RequestControl::default().heartbeat(5));
+        let notice = TimeoutNotice::new(Duration::from_secs(1));
+        let control = RequestControl::new(Some(notice.clone()));
+        let before = notice.deadline();
         assert!(control.heartbeat(10));
-        let after = control.deadline().unwrap().at;
+        let after = notice.deadline();
         assert!(after >= before + Duration::from_secs(8));
         // 0 grants the full timeout again, never shortens.
         assert!(control.heartbeat(0));
-        assert_eq!(control.deadline().unwrap().at, after);
+        assert_eq!(notice.deadline(), after);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The request path into PHP: which script runs ([`script`]), the request PHP sees
 //! ([`request`], [`body`]), the engine and its worker threads ([`engine`], [`pool`]), the
-//! output coming back ([`output`], [`response`]), and the service tying them together
-//! ([`service`]).
+//! output coming back ([`output`], [`response`]), profiling figures ([`timings`]), and the
+//! service tying them together ([`service`]).
 
 pub mod body;
 pub mod control;
@@ -12,6 +12,8 @@ pub mod request;
 pub mod response;
 pub mod script;
 pub mod service;
+pub mod timings;
 
 pub use request::ConnectionInfo;
 pub use service::PhpService;
+pub use timings::{CollectTimings, PhpTimings};

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::body::RequestBody;
 use super::control::RequestControl;
 use super::response::{PhpBody, ResponseHead, ResponseStart, add_header_line};
+use super::timings::PhpTimings;
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
 
 /// Who is running the request, for the tokio_* PHP functions.
@@ -60,6 +61,7 @@ pub struct OutputWriter {
     tag: String,
     context: RequestContext,
     informational_headers: HeaderMap,
+    timings: Option<PhpTimings>,
 }
 
 impl OutputWriter {
@@ -82,7 +84,14 @@ impl OutputWriter {
             tag,
             context,
             informational_headers: HeaderMap::new(),
+            timings: None,
         }
+    }
+
+    /// Profiling figures to send with the head (set before the script runs, completed
+    /// after it, before [`OutputWriter::finish`]).
+    pub fn set_timings(&mut self, timings: PhpTimings) {
+        self.timings = Some(timings);
     }
 
     /// Ends the response: sends what is held, and a 500 if PHP never sent a head.
@@ -102,8 +111,13 @@ impl OutputWriter {
                 .take()
                 .unwrap_or_else(ResponseHead::internal_error);
             let body = PhpBody::full(self.buf.split().freeze());
+            let timings = self.timings;
             // A receiver that is gone means the client left; nothing to do.
-            let _ = start.send(ResponseStart { head, body });
+            let _ = start.send(ResponseStart {
+                head,
+                body,
+                timings,
+            });
         } else if let Some(stream) = self.stream.take()
             && !self.buf.is_empty()
             && !self.client_gone
@@ -131,8 +145,17 @@ impl OutputWriter {
                 first,
                 rx,
                 guard: None,
+                deadline: None,
             };
-            if start.send(ResponseStart { head, body }).is_err() {
+            let timings = self.timings;
+            if start
+                .send(ResponseStart {
+                    head,
+                    body,
+                    timings,
+                })
+                .is_err()
+            {
                 self.client_gone = true;
             } else {
                 self.stream = Some(tx);

@@ -2,8 +2,8 @@
 //! whole life, fed from one bounded queue. A full queue is refused at once (the service
 //! answers 503) rather than waited on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -15,7 +15,8 @@ use super::control::RequestControl;
 use super::output::{OutputWriter, RequestContext};
 use super::request::PhpRequest;
 use super::response::{ResponseHead, ResponseStart};
-use crate::ffi::{ExecOutcome, ThreadGuard};
+use super::timings::PhpTimings;
+use crate::ffi::{ExecOutcome, ExecTimings, Interrupter, ThreadGuard};
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
 pub const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
@@ -31,10 +32,90 @@ pub struct Job {
     pub respond: oneshot::Sender<ResponseStart>,
     /// Where informational (1xx) responses go, when the connection can carry them.
     pub informational: Option<tokio::sync::mpsc::UnboundedSender<ResponseHead>>,
-    /// State shared with the HTTP side (client gone, deadline).
-    pub control: Arc<RequestControl>,
+    /// State shared with the running script (client gone, heartbeat deadline).
+    pub shared: Arc<RequestControl>,
     /// When it was queued.
     pub queued_at: Instant,
+    /// The request's tracing span, entered while a worker runs it, so PHP's log lines
+    /// carry the request id.
+    pub span: tracing::Span,
+    /// Measure the phases of the request ([`PhpTimings`] on the response).
+    pub profile: bool,
+    /// Lets the HTTP side give the request up (after a timeout).
+    pub control: JobControl,
+}
+
+/// The HTTP side's hold on a queued or running [`Job`]: giving it up drops it from the
+/// queue, or interrupts its script if a worker runs it, and never touches the request a
+/// worker runs after it (the state changes under one lock).
+#[derive(Debug, Clone, Default)]
+pub struct JobControl(Arc<Mutex<JobState>>);
+
+#[derive(Debug, Default)]
+enum JobState {
+    #[default]
+    Queued,
+    Running(Interrupter),
+    Finished,
+    Abandoned,
+}
+
+/// What [`JobControl::abandon`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// The job was still queued; no worker will run it.
+    FromQueue,
+    /// Its script was running and has been told to stop (as if it hit
+    /// `max_execution_time`).
+    Interrupted,
+    /// It had already finished, or was given up before.
+    TooLate,
+}
+
+impl JobControl {
+    /// A control for a job about to be queued.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives the job up: see [`Abandoned`].
+    pub fn abandon(&self) -> Abandoned {
+        let mut state = self.lock();
+        match &*state {
+            JobState::Queued => {
+                *state = JobState::Abandoned;
+                Abandoned::FromQueue
+            }
+            JobState::Running(interrupter) => {
+                // Under the lock: the worker cannot finish this job and start the next
+                // one until the interrupt is raised.
+                interrupter.interrupt();
+                Abandoned::Interrupted
+            }
+            JobState::Finished | JobState::Abandoned => Abandoned::TooLate,
+        }
+    }
+
+    /// The worker takes the job; false if it was given up while queued.
+    fn start(&self, interrupter: &Interrupter) -> bool {
+        let mut state = self.lock();
+        match &*state {
+            JobState::Queued => {
+                *state = JobState::Running(interrupter.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The script has ended; interrupting is no longer possible.
+    fn finish(&self) {
+        *self.lock() = JobState::Finished;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Why a job was not queued.
@@ -154,16 +235,17 @@ fn worker_main(
     stats: &PoolStats,
 ) {
     let php = ThreadGuard::new();
+    let interrupter = php.interrupter();
     tracing::debug!(worker = id, "PHP worker started");
     loop {
         crossbeam_channel::select! {
             recv(jobs) -> job => match job {
-                Ok(job) => run(&php, id, workers, job, stats),
+                Ok(job) => run(&php, &interrupter, id, workers, job, stats),
                 Err(_) => break,
             },
             recv(stop) -> _ => {
                 while let Ok(job) = jobs.try_recv() {
-                    run(&php, id, workers, job, stats);
+                    run(&php, &interrupter, id, workers, job, stats);
                 }
                 break;
             }
@@ -172,26 +254,56 @@ fn worker_main(
     tracing::debug!(worker = id, "PHP worker stopped");
 }
 
-fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolStats) {
-    stats.busy.fetch_add(1, Ordering::Relaxed);
+fn run(
+    php: &ThreadGuard,
+    interrupter: &Interrupter,
+    worker: usize,
+    workers: usize,
+    job: Job,
+    stats: &PoolStats,
+) {
     let Job {
         request,
         body,
         respond,
         informational,
-        control,
+        shared,
         queued_at,
+        span,
+        profile,
+        control,
     } = job;
+    let _span = span.enter();
+    if !control.start(interrupter) {
+        tracing::debug!(
+            worker,
+            request = request.tag(),
+            "request given up while queued; not run"
+        );
+        return;
+    }
+    stats.busy.fetch_add(1, Ordering::Relaxed);
     let waited = queued_at.elapsed();
     let context = RequestContext {
         request_id: request.request_id().to_owned(),
         worker,
         workers,
-        control,
+        control: shared,
         informational,
     };
     let mut writer = OutputWriter::new(respond, body, request.tag().to_owned(), context);
-    let outcome = php.execute(&request.exec(), &mut writer);
+    // Profiling: the queue wait goes with a head that leaves early (a streamed response);
+    // the shim fills in the phases, which go with a head that leaves at the end.
+    let mut exec_timings = None;
+    if profile {
+        writer.set_timings(PhpTimings::queued(waited));
+        exec_timings = Some(ExecTimings::default());
+    }
+    let outcome = php.execute(&request.exec(), &mut writer, exec_timings.as_mut());
+    control.finish();
+    if let Some(exec) = &exec_timings {
+        writer.set_timings(PhpTimings::queued(waited).with_exec(exec));
+    }
     if outcome == ExecOutcome::StartupFailed {
         tracing::error!(
             worker,
@@ -208,4 +320,25 @@ fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolS
     writer.finish();
     stats.busy.fetch_sub(1, Ordering::Relaxed);
     stats.served.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_job_given_up_is_never_started() {
+        let control = JobControl::new();
+        assert_eq!(control.abandon(), Abandoned::FromQueue);
+        assert_eq!(control.abandon(), Abandoned::TooLate);
+        assert!(matches!(*control.lock(), JobState::Abandoned));
+    }
+
+    #[test]
+    fn a_finished_job_is_left_alone() {
+        let control = JobControl::new();
+        control.finish();
+        assert_eq!(control.abandon(), Abandoned::TooLate);
+        assert!(matches!(*control.lock(), JobState::Finished));
+    }
 }

@@ -44,6 +44,8 @@ pub struct RequestParts<'a> {
     pub mount_prefix: &'a str,
     /// The connection, when known.
     pub connection: Option<ConnectionInfo>,
+    /// The request id ([`crate::layers::request_id`]), given to PHP as `REQUEST_ID`.
+    pub request_id: Option<&'a str>,
 }
 
 /// A request ready for a PHP worker.
@@ -143,6 +145,9 @@ impl PhpRequest {
             );
         }
         vars.push(b"PHP_SELF", document_uri.as_bytes());
+        if let Some(id) = parts.request_id {
+            vars.push(b"REQUEST_ID", id.as_bytes());
+        }
         push_http_headers(&mut vars, headers, parts.authority);
 
         let request_id = vars
@@ -293,6 +298,7 @@ mod tests {
                 local: "127.0.0.1:8080".parse().unwrap(),
                 tls: true,
             }),
+            request_id: Some("req-1"),
         };
         PhpRequest::new(parts, &script, "/srv/public", Some(3)).unwrap()
     }
@@ -332,6 +338,7 @@ mod tests {
         assert_eq!(var(&r, "HTTP_X_SPOOF"), None);
         assert_eq!(var(&r, "HTTP_PROXY"), None);
         assert_eq!(var(&r, "SERVER_PROTOCOL"), Some("HTTP/1.1"));
+        assert_eq!(var(&r, "REQUEST_ID"), Some("req-1"));
         assert_eq!(r.cookie.as_deref().unwrap().to_str().unwrap(), "a=1; b=2");
     }
 

@@ -2,6 +2,7 @@
 //! lines) and the body, either complete (the script ended before anything had to be sent)
 //! or streamed chunk by chunk as the script flushes.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,6 +13,7 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::control::ClientGuard;
+use super::timings::PhpTimings;
 
 /// Status and headers of a PHP response.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct ResponseStart {
     pub head: ResponseHead,
     /// The body, complete or streaming.
     pub body: PhpBody,
+    /// Profiling figures, when the request asked for them ([`super::CollectTimings`]).
+    pub timings: Option<PhpTimings>,
 }
 
 /// Headers a script may set that the server must own: a wrong Content-Length or a
@@ -94,6 +98,8 @@ pub enum PhpBody {
         rx: mpsc::Receiver<Bytes>,
         /// Tells the worker the client left if the body is dropped before its end.
         guard: Option<ClientGuard>,
+        /// When the stream is cut off (server-sent events: `SSE_TIMEOUT`).
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     },
 }
 
@@ -114,9 +120,23 @@ impl http_body::Body for PhpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Self::Stream { first, rx, guard } => {
+            Self::Stream {
+                first,
+                rx,
+                guard,
+                deadline,
+            } => {
                 if let Some(data) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if let Some(sleep) = deadline.as_mut()
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    // Ended here: the armed guard tells the script, which stops at its next
+                    // output.
+                    tracing::info!("event stream reached SSE_TIMEOUT; ending it");
+                    rx.close();
+                    return Poll::Ready(None);
                 }
                 let polled = rx.poll_recv(cx);
                 if let (Poll::Ready(None), Some(guard)) = (&polled, guard.as_mut()) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, OriginalUri};
@@ -20,13 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{BodyError, RequestBody};
 use super::control::{ClientGuard, RequestControl};
-use super::pool::{Job, PoolHandle, SubmitError};
+use super::pool::{Abandoned, Job, JobControl, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
 use super::response::{PhpBody, ResponseHead, ResponseStart};
 use super::script::{self, Resolution, ScriptMatch};
+use super::timings::CollectTimings;
 use crate::config::DEFAULT_MAX_BODY_SIZE;
 use crate::early_hints::EarlyHints;
 use crate::error_response::{error_response, retry_later};
+use crate::layers::request_id::RequestId;
+use crate::layers::request_timeout::TimeoutNotice;
 use crate::static_files::{self, StaticOptions};
 
 /// Serves a document root: PHP scripts on a worker pool, other files as static files.
@@ -44,6 +47,7 @@ struct Inner {
     max_body_size: u64,
     static_options: StaticOptions,
     sendfile_roots: Vec<PathBuf>,
+    sse_timeout: Option<Duration>,
 }
 
 /// How a request path was resolved, when a layer in front (the front controller) has
@@ -68,6 +72,7 @@ impl PhpService {
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
                 static_options: StaticOptions::default(),
                 sendfile_roots: vec![root_for_sendfile],
+                sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
             }),
         })
     }
@@ -92,6 +97,12 @@ impl PhpService {
             })
             .collect();
         Arc::make_mut(&mut self.inner).sendfile_roots = canonical;
+        self
+    }
+
+    /// Sets the longest life of a `text/event-stream` response (None: unbounded).
+    pub fn sse_timeout(mut self, limit: Option<Duration>) -> Self {
+        Arc::make_mut(&mut self.inner).sse_timeout = limit;
         self
     }
 
@@ -210,6 +221,7 @@ impl Inner {
             headers: &parts.headers,
             mount_prefix,
             connection,
+            request_id: parts.extensions.get::<RequestId>().map(RequestId::as_str),
         };
         let request = match PhpRequest::new(request_parts, &script, &self.root_text, content_length)
         {
@@ -229,15 +241,20 @@ impl Inner {
             }
             None => (None, None),
         };
-        let control = Arc::new(RequestControl::default());
-        let mut client_guard = ClientGuard::new(Arc::clone(&control));
+        let timeout = parts.extensions.get::<TimeoutNotice>().cloned();
+        let shared = Arc::new(RequestControl::new(timeout.clone()));
+        let mut client_guard = ClientGuard::new(Arc::clone(&shared));
+        let control = JobControl::new();
         let job = Job {
             request,
             body,
             respond,
             informational,
-            control: Arc::clone(&control),
+            shared: Arc::clone(&shared),
             queued_at: Instant::now(),
+            span: tracing::Span::current(),
+            profile: parts.extensions.get::<CollectTimings>().is_some(),
+            control: control.clone(),
         };
         match self.pool.submit(job) {
             Ok(()) => {}
@@ -259,6 +276,12 @@ impl Inner {
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
         }
+        // If a timeout layer gives up on this request before its head arrives, this future
+        // is dropped and the guard stops the script, so the worker is free again.
+        let timeout_guard = timeout.map(|notice| AbandonOnTimeout {
+            notice,
+            control: Some(control),
+        });
         let start = loop {
             let hint = async {
                 match informational_rx.as_mut() {
@@ -278,20 +301,38 @@ impl Inner {
             }
         };
         client_guard.disarm();
+        if let Some(guard) = timeout_guard {
+            guard.disarm();
+        }
         let Ok(start) = start else {
             tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
             return error_response(StatusCode::INTERNAL_SERVER_ERROR);
         };
-        let ResponseStart { head, mut body } = start;
+        let ResponseStart {
+            head,
+            mut body,
+            timings,
+        } = start;
         if let Some(target) = sendfile_target(&head.headers) {
             return self.sendfile(parts, head, &target).await;
         }
-        if let PhpBody::Stream { guard, .. } = &mut body {
-            *guard = Some(ClientGuard::new(control));
+        if let PhpBody::Stream {
+            guard, deadline, ..
+        } = &mut body
+        {
+            *guard = Some(ClientGuard::new(shared));
+            if let Some(limit) = self.sse_timeout
+                && is_event_stream(&head.headers)
+            {
+                *deadline = Some(Box::pin(tokio::time::sleep(limit)));
+            }
         }
         let mut response = Response::new(Body::new(body));
         *response.status_mut() = head.status;
         *response.headers_mut() = head.headers;
+        if let Some(timings) = timings {
+            response.extensions_mut().insert(timings);
+        }
         response
     }
 
@@ -368,6 +409,18 @@ fn mount_prefix<'a>(original: &'a str, inner: &str) -> &'a str {
     }
 }
 
+/// Whether a response is a server-sent events stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
 /// The file a PHP response hands to the server, if any.
 fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
     ["x-sendfile", "x-accel-redirect"]
@@ -375,6 +428,39 @@ fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
         .find_map(|name| headers.get(*name))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Gives a job up when the request's [`TimeoutNotice`] fired before the response head came
+/// back; dropped unfired (the client left), it leaves the script running, as php-fpm does.
+struct AbandonOnTimeout {
+    notice: TimeoutNotice,
+    control: Option<JobControl>,
+}
+
+impl AbandonOnTimeout {
+    fn disarm(mut self) {
+        self.control = None;
+    }
+}
+
+impl Drop for AbandonOnTimeout {
+    fn drop(&mut self) {
+        let Some(control) = self.control.take() else {
+            return;
+        };
+        if !self.notice.fired() {
+            return;
+        }
+        match control.abandon() {
+            Abandoned::FromQueue => {
+                tracing::info!("request timed out while queued; it will not run");
+            }
+            Abandoned::Interrupted => {
+                tracing::warn!("request timed out; interrupting its PHP script");
+            }
+            Abandoned::TooLate => {}
+        }
+    }
 }
 
 /// 301 to the same path with a trailing slash. The Location is rebuilt from the path's

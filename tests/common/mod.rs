@@ -19,6 +19,7 @@ pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl TestServer {
@@ -38,13 +39,24 @@ impl TestServer {
             .env("PHP_WORKERS", "2")
             .env("LOG_LEVEL", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn tokio_php");
         let stderr = child.stderr.take().expect("stderr");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stdout_writer = Arc::clone(&stdout);
+        let child_stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(child_stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut out = stdout_writer.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         let log_writer = Arc::clone(&log);
@@ -74,7 +86,12 @@ impl TestServer {
             let _ = child.wait();
             panic!("server did not start; log:\n{}", log.lock().unwrap());
         };
-        Self { child, addr, log }
+        Self {
+            child,
+            addr,
+            log,
+            stdout,
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -85,6 +102,23 @@ impl TestServer {
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Everything the server wrote to standard output so far (the access log).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for standard output to have `lines` lines; returns them.
+    pub fn wait_for_stdout_lines(&self, lines: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out: Vec<String> = self.stdout().lines().map(str::to_owned).collect();
+            if out.len() >= lines || Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits up to `timeout` for the log to contain `needle`.
