@@ -50,6 +50,12 @@ typedef struct {
     size_t server_vars_len;     /* number of pairs */
 } tphp_request;
 
+/* How the script ended, filled in by tphp_execute() before the request shuts down. */
+typedef struct {
+    int last_error_type;        /* PG(last_error_type): E_ERROR etc., 0 when none */
+    int timed_out;              /* 1 when max_execution_time fired */
+} tphp_script_end;
+
 /* What happened to a request, as tphp_execute() reports it. */
 enum {
     TPHP_DONE = 0,             /* the script ran (it may have failed; the status says how) */
@@ -63,7 +69,7 @@ int tphp_is_zts(void);
 const char *tphp_php_version(void);
 void tphp_thread_init(void);
 void tphp_thread_shutdown(void);
-int tphp_execute(void *context, const tphp_request *request);
+int tphp_execute(void *context, const tphp_request *request, tphp_script_end *end);
 
 /* --- called by C, implemented in Rust; `context` is the one given to tphp_execute --- */
 /* Body bytes. Returns 0 when the client is gone (PHP then treats the connection as aborted). */

@@ -237,9 +237,11 @@ void tphp_thread_shutdown(void)
 #endif
 }
 
-int tphp_execute(void *context, const tphp_request *r)
+int tphp_execute(void *context, const tphp_request *r, tphp_script_end *end)
 {
     int result = TPHP_DONE;
+    end->last_error_type = 0;
+    end->timed_out = 0;
 
     current_request = r;
     SG(server_context) = context;
@@ -268,6 +270,9 @@ int tphp_execute(void *context, const tphp_request *r)
     } zend_end_try();
 
     if (result == TPHP_DONE) {
+        /* Read before php_request_shutdown() clears them. */
+        end->last_error_type = PG(last_error_type);
+        end->timed_out = (PG(connection_status) & PHP_CONNECTION_TIMEOUT) != 0;
         php_request_shutdown(NULL);
     }
 

@@ -6,8 +6,10 @@ use axum::Router;
 
 use crate::config::{Config, ConfigError};
 use crate::ffi::{self, StartupError};
-use crate::layers::ValidateHostLayer;
+use crate::internal::{self, Lifecycle};
+use crate::layers::{MetricsLayer, ValidateHostLayer};
 use crate::php::PhpService;
+use crate::php::body::MinRate;
 use crate::php::engine::{self, PhpEngine};
 use crate::php::pool::{PoolHandle, WorkerPool};
 
@@ -39,13 +41,15 @@ pub enum StartError {
 }
 
 /// A running tokio_php: PHP started, workers waiting. Build the HTTP side with
-/// [`App::router`] or [`App::php_service`], and end with [`App::shutdown`].
+/// [`App::router`] or [`App::php_service`], the operators' side with
+/// [`App::internal_router`], and end with [`App::shutdown`].
 #[derive(Debug)]
 pub struct App {
     config: Config,
     engine: Option<PhpEngine>,
     pool: Option<WorkerPool>,
     php: PhpService,
+    lifecycle: Lifecycle,
 }
 
 impl App {
@@ -62,14 +66,21 @@ impl App {
             workers = 1;
         }
         let capacity = config.effective_queue_capacity(workers);
-        let engine = PhpEngine::start(config.php_ini.as_deref(), engine::opcache_entries())?;
+        let engine = PhpEngine::start(
+            config.php_ini.as_deref(),
+            engine::opcache_entries(config.opcache_jit, config.opcache_jit_buffer_size),
+        )?;
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
         let php = PhpService::new(pool.handle(), &config.document_root, config.max_body_size)
             .map_err(|source| StartError::DocumentRoot {
                 path: config.document_root.display().to_string(),
                 source,
-            })?;
+            })?
+            .min_body_rate(MinRate {
+                bytes_per_second: config.min_body_rate,
+                grace: config.min_body_rate_grace,
+            });
         tracing::info!(
             php = ffi::php_version(),
             zts = ffi::is_zts(),
@@ -83,6 +94,7 @@ impl App {
             engine: Some(engine),
             pool: Some(pool),
             php,
+            lifecycle: Lifecycle::new(),
         })
     }
 
@@ -91,6 +103,22 @@ impl App {
         Router::new()
             .fallback_service(self.php_service())
             .layer(ValidateHostLayer::new())
+            .layer(MetricsLayer::new())
+    }
+
+    /// The internal server's routes: `/livez`, `/readyz`, `/health`, `/metrics` and
+    /// `/config` (see [`crate::internal`]). Serve them on a separate, private address.
+    pub fn internal_router(&self) -> Router {
+        internal::router(
+            self.lifecycle.clone(),
+            self.pool().clone(),
+            self.config.to_json(),
+        )
+    }
+
+    /// Readiness: [`Lifecycle::start_draining`] turns `/readyz` to 503.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The bare PHP service, to mount with `nest_service` or `fallback_service` and wrap
@@ -116,6 +144,7 @@ impl App {
 
     /// Finishes queued requests, ends the workers and shuts PHP down.
     pub fn shutdown(mut self) {
+        self.lifecycle.start_draining();
         if let Some(pool) = self.pool.take() {
             pool.shutdown();
         }

@@ -31,8 +31,10 @@ pub mod app;
 pub mod config;
 pub mod error_response;
 pub mod ffi;
+pub mod internal;
 pub mod layers;
 pub mod logging;
+pub mod metrics;
 pub mod php;
 pub mod server;
 

@@ -2,6 +2,7 @@
 //! whole life, fed from one bounded queue. A full queue is refused at once (the service
 //! answers 503) rather than waited on.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -15,6 +16,7 @@ use super::output::OutputWriter;
 use super::request::PhpRequest;
 use super::response::ResponseStart;
 use crate::ffi::{ExecOutcome, ThreadGuard};
+use crate::metrics::Histogram;
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
 pub const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
@@ -41,7 +43,8 @@ pub enum SubmitError {
     ShuttingDown(Box<Job>),
 }
 
-/// Figures about the pool, shared with whoever reports them.
+/// Figures about the pool, shared with whoever reports them (the internal server's
+/// `/health` and `/metrics`).
 #[derive(Debug, Default)]
 pub struct PoolStats {
     /// Workers running a request now.
@@ -50,6 +53,15 @@ pub struct PoolStats {
     pub served: AtomicU64,
     /// Requests refused because the queue was full.
     pub rejected: AtomicU64,
+    /// Scripts that ended in a fatal error (uncaught exception, memory or time exhausted,
+    /// parse error…): PHP answered 500 unless output had already gone out.
+    pub fatal_errors: AtomicU64,
+    /// Scripts ended by `max_execution_time` (also counted in `fatal_errors`).
+    pub timeouts: AtomicU64,
+    /// Times a worker rebuilt its PHP context after a panic on the Rust side of a request.
+    pub worker_restarts: AtomicU64,
+    /// Time PHP spent running each request (request startup to shutdown), in seconds.
+    pub execution_seconds: Histogram,
 }
 
 /// A handle that queues requests; cheap to clone.
@@ -142,17 +154,17 @@ impl WorkerPool {
 }
 
 fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &PoolStats) {
-    let php = ThreadGuard::new();
+    let mut php = ThreadGuard::new();
     tracing::debug!(worker = id, "PHP worker started");
     loop {
         crossbeam_channel::select! {
             recv(jobs) -> job => match job {
-                Ok(job) => run(&php, id, job, stats),
+                Ok(job) => php = supervised(php, id, job, stats),
                 Err(_) => break,
             },
             recv(stop) -> _ => {
                 while let Ok(job) = jobs.try_recv() {
-                    run(&php, id, job, stats);
+                    php = supervised(php, id, job, stats);
                 }
                 break;
             }
@@ -161,8 +173,46 @@ fn worker_main(id: usize, jobs: &Receiver<Job>, stop: &Receiver<()>, stats: &Poo
     tracing::debug!(worker = id, "PHP worker stopped");
 }
 
+/// Runs `job`; if the Rust side of it panics (PHP's callbacks already catch their own),
+/// the request's channel is dropped (the client gets 500) and the worker starts over with
+/// a fresh PHP context.
+fn supervised(php: ThreadGuard, id: usize, job: Job, stats: &PoolStats) -> ThreadGuard {
+    let busy = BusyGuard::new(stats);
+    match catch_unwind(AssertUnwindSafe(|| run(&php, id, job, stats))) {
+        Ok(()) => {
+            drop(busy);
+            php
+        }
+        Err(_) => {
+            drop(busy);
+            tracing::error!(
+                worker = id,
+                "PHP worker panicked while handling a request; restarting it with a fresh PHP context"
+            );
+            drop(php);
+            stats.worker_restarts.fetch_add(1, Ordering::Relaxed);
+            ThreadGuard::new()
+        }
+    }
+}
+
+/// Counts a worker as busy while it lives, panics included.
+struct BusyGuard<'a>(&'a PoolStats);
+
+impl<'a> BusyGuard<'a> {
+    fn new(stats: &'a PoolStats) -> Self {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn run(php: &ThreadGuard, worker: usize, job: Job, stats: &PoolStats) {
-    stats.busy.fetch_add(1, Ordering::Relaxed);
     let Job {
         request,
         body,
@@ -171,13 +221,27 @@ fn run(php: &ThreadGuard, worker: usize, job: Job, stats: &PoolStats) {
     } = job;
     let waited = queued_at.elapsed();
     let mut writer = OutputWriter::new(respond, body, request.tag().to_owned());
+    let started = Instant::now();
     let outcome = php.execute(&request.exec(), &mut writer);
-    if outcome == ExecOutcome::StartupFailed {
-        tracing::error!(
-            worker,
-            request = request.tag(),
-            "PHP could not start the request; answering 500"
-        );
+    stats
+        .execution_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
+        ExecOutcome::StartupFailed => {
+            tracing::error!(
+                worker,
+                request = request.tag(),
+                "PHP could not start the request; answering 500"
+            );
+        }
+        ExecOutcome::Done(end) => {
+            if end.fatal {
+                stats.fatal_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            if end.timed_out {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
     tracing::trace!(
         worker,
@@ -186,6 +250,5 @@ fn run(php: &ThreadGuard, worker: usize, job: Job, stats: &PoolStats) {
         "PHP request done"
     );
     writer.finish();
-    stats.busy.fetch_sub(1, Ordering::Relaxed);
     stats.served.fetch_add(1, Ordering::Relaxed);
 }

@@ -1,6 +1,6 @@
 //! [`PhpService`]: the final service. It resolves the script under the document root,
 //! receives the body, queues the request for a worker and turns PHP's answer into a
-//! response. Every failure becomes a response here: 404, 400, 413, 503, 500.
+//! response. Every failure becomes a response here: 404, 400, 408, 413, 503, 500.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,7 +17,7 @@ use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
 use tokio::sync::oneshot;
 
-use super::body::{BodyError, RequestBody};
+use super::body::{BodyError, MinRate, RequestBody};
 use super::pool::{Job, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
 use super::script::{self, Resolution, ScriptMatch};
@@ -30,12 +30,13 @@ pub struct PhpService {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     pool: PoolHandle,
     root: PathBuf,
     root_text: String,
     max_body_size: u64,
+    min_body_rate: MinRate,
 }
 
 /// The future [`PhpService`] returns.
@@ -56,8 +57,15 @@ impl PhpService {
                 root,
                 root_text,
                 max_body_size,
+                min_body_rate: MinRate::NONE,
             }),
         })
+    }
+
+    /// Cuts off request bodies that arrive slower than `rate` with 408 Request Timeout.
+    pub fn min_body_rate(mut self, rate: MinRate) -> Self {
+        Arc::make_mut(&mut self.inner).min_body_rate = rate;
+        self
     }
 
     /// The canonical document root.
@@ -117,11 +125,12 @@ impl Inner {
             tracing::info!(uri = %parts.uri, declared, limit = self.max_body_size, "request body too large; answering 413");
             return error_response(StatusCode::PAYLOAD_TOO_LARGE);
         }
-        let body = match RequestBody::receive(body, self.max_body_size).await {
+        let body = match RequestBody::receive(body, self.max_body_size, self.min_body_rate).await {
             Ok(body) => body,
             Err(err) => {
                 let status = match err {
                     BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
                     BodyError::Client(_) => StatusCode::BAD_REQUEST,
                     BodyError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
