@@ -176,6 +176,8 @@ static sapi_module_struct tphp_sapi_module = {
     .log_message = tphp_log_message,
     .get_request_time = tphp_get_request_time,
     .ini_defaults = tphp_ini_defaults,
+    /* A server does not read php.ini from whatever directory it was started in. */
+    .php_ini_ignore_cwd = 1,
 };
 
 /* === called by Rust === */
@@ -271,7 +273,8 @@ int tphp_execute(void *context, const tphp_request *r, tphp_script_end *end)
 
     if (result == TPHP_DONE) {
         /* Read before php_request_shutdown() clears them. */
-        end->last_error_type = PG(last_error_type);
+        /* The type outlives its request; the message is cleared at each shutdown. */
+        end->last_error_type = PG(last_error_message) ? PG(last_error_type) : 0;
         end->timed_out = (PG(connection_status) & PHP_CONNECTION_TIMEOUT) != 0;
         php_request_shutdown(NULL);
     }
