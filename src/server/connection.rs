@@ -8,8 +8,10 @@
 //!   (TLS handshake included) is closed;
 //! - an HTTP/1 connection whose next request head started arriving more than
 //!   `header_timeout` ago, and is not complete, is closed;
-//! - a connection with no request in flight for `idle_timeout` is closed (HTTP/2 with a
-//!   GOAWAY first). A request in flight — a slow PHP script, a long stream — never is.
+//! - a connection with no request in flight for `idle_timeout` is closed. A request in
+//!   flight — a slow PHP script, a long stream — never is.
+//!
+//! HTTP/2 connections get a GOAWAY and a moment to close; HTTP/1 ones are dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,13 +32,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::error_response::error_response;
 use crate::php::ConnectionInfo;
 
-/// After the watchdog asks a connection to close, how long it may take before it is dropped.
+/// After the watchdog asks an HTTP/2 connection to close, how long it may take before it
+/// is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection that has not sent its first request is looked at.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -128,6 +131,10 @@ async fn drive<I>(
             }
             reason = watchdog(&activity, limits), if drop_at.is_none() => {
                 tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
+                if !activity.is_http2() {
+                    // Nothing is in flight: an HTTP/1 connection has nothing to finish.
+                    return;
+                }
                 if !closing {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
@@ -163,17 +170,23 @@ async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
     }
 }
 
-/// Resolves when the connection should be closed, with the reason.
+/// Resolves when the connection should be closed, with the reason. It sleeps until the
+/// next deadline, and wakes early when the activity changes one.
 async fn watchdog(activity: &Activity, limits: Limits) -> CloseReason {
     loop {
+        let changed = activity.changed.notified();
         let now = activity.born.elapsed();
-        let wait = match activity.deadline(limits) {
+        match activity.deadline(limits) {
             Some((at, reason)) if now >= at => return reason,
-            Some((at, _)) => at - now,
-            // A request is in flight: look again later.
-            None => limits.header_timeout,
-        };
-        tokio::time::sleep(wait).await;
+            Some((at, _)) => {
+                tokio::select! {
+                    () = tokio::time::sleep(at - now) => {}
+                    () = changed => {}
+                }
+            }
+            // A request is in flight: wait until that changes.
+            None => changed.await,
+        }
     }
 }
 
@@ -211,6 +224,8 @@ pub(super) struct Activity {
     head_started_ms: AtomicU64,
     sniffed: AtomicBool,
     http2: AtomicBool,
+    /// Woken when a deadline may have moved: a head started, the last request ended.
+    changed: Notify,
 }
 
 impl Activity {
@@ -223,7 +238,12 @@ impl Activity {
             head_started_ms: AtomicU64::new(0),
             sniffed: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            changed: Notify::new(),
         }
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> u64 {
@@ -240,9 +260,13 @@ impl Activity {
         }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let now = self.now_ms().saturating_add(1);
-            let _ =
-                self.head_started_ms
-                    .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+            if self
+                .head_started_ms
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -268,7 +292,7 @@ impl Activity {
         let idle =
             Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + limits.idle_timeout;
         let head_started = self.head_started_ms.load(Ordering::Acquire);
-        if head_started > 0 && !self.http2.load(Ordering::Relaxed) {
+        if head_started > 0 && !self.is_http2() {
             let slow = Duration::from_millis(head_started - 1) + limits.header_timeout;
             if slow < idle {
                 return Some((slow, CloseReason::SlowHeaders));
@@ -289,7 +313,9 @@ impl Drop for InFlight {
         self.activity
             .idle_since_ms
             .store(self.activity.now_ms(), Ordering::Release);
-        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.changed.notify_one();
+        }
     }
 }
 
@@ -501,6 +527,32 @@ mod tests {
         drop(activity.begin_request());
         activity.on_read(b"\x00\x00\x08\x06\x00"); // a PING
         assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::Idle);
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_wakes_when_a_slow_head_starts() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(60),
+            ..LIMITS
+        };
+        let activity = Arc::new(Activity::new());
+        let request = activity.begin_request();
+        let watching = {
+            let activity = Arc::clone(&activity);
+            tokio::spawn(async move { watchdog(&activity, limits).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(request);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        activity.on_read(b"GET /slow");
+        let reason = tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("the watchdog slept through the slow head")
+            .unwrap();
+        assert_eq!(reason, CloseReason::SlowHeaders);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
