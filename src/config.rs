@@ -909,6 +909,108 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_operations_variables() {
+        let config = Config::from_source(&source(&[
+            ("TLS_CERT", "/tls/cert.pem"),
+            ("TLS_KEY", "/tls/key.pem"),
+            ("HEADER_TIMEOUT_SECS", "7"),
+            ("IDLE_TIMEOUT_SECS", "90"),
+            ("MIN_BODY_RATE", "1K"),
+            ("MIN_BODY_RATE_GRACE_SECS", "0"),
+            ("MAX_HEADER_SIZE", "32K"),
+            ("MAX_URI_LENGTH", "2048"),
+            ("MAX_CONNECTIONS", "0"),
+            ("INTERNAL_ADDR", "127.0.0.1:9090"),
+            ("DRAIN_TIMEOUT_SECS", "0"),
+            ("OPCACHE_JIT", "Function"),
+            ("OPCACHE_JIT_BUFFER_SIZE", "32M"),
+        ]))
+        .unwrap();
+        assert!(config.tls_enabled());
+        assert_eq!(config.header_timeout, Duration::from_secs(7));
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.min_body_rate, 1024);
+        assert_eq!(config.min_body_rate_grace, Duration::ZERO);
+        assert_eq!(config.max_header_size, 32 << 10);
+        assert_eq!(config.max_uri_length, 2048);
+        assert_eq!(config.max_connections, 0);
+        assert_eq!(config.internal_addr.unwrap().port(), 9090);
+        assert_eq!(config.drain_timeout, Duration::ZERO);
+        assert_eq!(config.opcache_jit, Some(JitMode::Function));
+        assert_eq!(config.opcache_jit_buffer_size, 32 << 20);
+
+        let defaults = Config::default();
+        assert_eq!(defaults.header_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.internal_addr, None);
+        assert_eq!(defaults.opcache_jit, None);
+    }
+
+    #[test]
+    fn bad_operations_values_name_the_variable() {
+        for (name, value) in [
+            ("HEADER_TIMEOUT_SECS", "0"),
+            ("IDLE_TIMEOUT_SECS", "soon"),
+            ("DRAIN_TIMEOUT_SECS", "-1"),
+            ("MAX_HEADER_SIZE", "1K"),
+            ("MAX_URI_LENGTH", "1M"),
+            ("MAX_CONNECTIONS", "many"),
+            ("INTERNAL_ADDR", "localhost"),
+            ("OPCACHE_JIT", "fast"),
+            ("OPCACHE_JIT_BUFFER_SIZE", "0"),
+            ("MIN_BODY_RATE", "quick"),
+        ] {
+            let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(value), "{err}");
+        }
+        assert_eq!(JitMode::parse("1255"), Some(JitMode::Crto(1255)));
+        assert_eq!(JitMode::parse("off"), Some(JitMode::Off));
+        assert_eq!(JitMode::parse("12555"), None);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let root = std::env::temp_dir();
+        let only_cert = Config::default()
+            .document_root(&root)
+            .tls("/nope/cert.pem", "/nope/key.pem");
+        let err = only_cert.validate().unwrap_err();
+        assert_eq!(err.name, "TLS_CERT");
+        assert!(err.to_string().contains("/nope/cert.pem"));
+
+        let mut half = Config::default().document_root(&root);
+        half.tls_cert = Some(PathBuf::from("/tls/cert.pem"));
+        let err = half.validate().unwrap_err();
+        assert_eq!(err.name, "TLS_KEY");
+        assert!(err.to_string().contains("TLS_CERT is set"), "{err}");
+
+        let mut half = Config::default().document_root(&root);
+        half.tls_key = Some(PathBuf::from("/tls/key.pem"));
+        assert_eq!(half.validate().unwrap_err().name, "TLS_CERT");
+    }
+
+    #[test]
+    fn the_json_view_redacts_the_key_and_shows_seconds() {
+        let config = Config::default()
+            .tls("/tls/cert.pem", "/secret/key.pem")
+            .opcache_jit(JitMode::Tracing);
+        let json = config.to_json();
+        assert_eq!(json["tls_key"], "[redacted]");
+        assert_eq!(json["tls_cert"], "/tls/cert.pem");
+        assert_eq!(json["header_timeout_secs"], 5);
+        assert_eq!(json["drain_timeout_secs"], 30);
+        assert_eq!(json["opcache_jit"], "tracing");
+        assert_eq!(json["log_format"], "text");
+        assert!(!json.to_string().contains("/secret/key.pem"));
+        assert_eq!(
+            Config::default().to_json()["tls_key"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
     fn help_lists_every_setting_with_its_default() {
         let help = help_text();
         for s in SETTINGS {

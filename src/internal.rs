@@ -146,3 +146,64 @@ async fn metrics(State(internal): State<Internal>) -> Response {
 async fn config_json(State(internal): State<Internal>) -> Response {
     axum::Json(internal.config.as_ref().clone()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use crate::php::pool::WorkerPool;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_lifecycle() {
+        // No worker threads: the routes need a pool handle, not PHP.
+        let pool = WorkerPool::start(0, 4).unwrap();
+        let lifecycle = Lifecycle::new();
+        let router = router(
+            lifecycle.clone(),
+            pool.handle(),
+            serde_json::json!({"tls_key": "[redacted]"}),
+        );
+        assert_eq!(get(&router, "/livez").await.0, StatusCode::OK);
+        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        let (status, health) = get(&router, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["workers"], 0);
+        assert_eq!(health["requests_served"], 0);
+
+        lifecycle.start_draining();
+        assert_eq!(
+            get(&router, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(&router, "/livez").await.0, StatusCode::OK);
+        let (status, health) = get(&router, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(health.contains("\"draining\""));
+
+        let (_, config) = get(&router, "/config").await;
+        assert_eq!(config, r#"{"tls_key":"[redacted]"}"#);
+        let (status, metrics) = get(&router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(metrics.contains("# TYPE tokio_php_queue_depth gauge\ntokio_php_queue_depth 0\n"));
+        assert!(metrics.contains("tokio_php_execution_duration_seconds_count 0\n"));
+        pool.shutdown();
+    }
+}

@@ -217,14 +217,16 @@ impl Server {
         drop(drain_rx);
         let open = drain_tx.receiver_count();
         tracing::info!(
+            listener = %local,
             open_connections = open,
             "no longer accepting connections; draining open requests"
         );
         drain_tx.send_replace(true);
         tokio::select! {
-            () = drain_tx.closed() => tracing::info!("all connections closed"),
+            () = drain_tx.closed() => tracing::info!(listener = %local, "all connections closed"),
             () = tokio::time::sleep(self.drain_timeout) => {
                 tracing::warn!(
+                    listener = %local,
                     timeout_secs = self.drain_timeout.as_secs(),
                     open_connections = drain_tx.receiver_count(),
                     "drain timeout reached (DRAIN_TIMEOUT_SECS); closing the remaining connections"
