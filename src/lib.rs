@@ -26,6 +26,19 @@
 //! ```
 //!
 //! PHP runs once per process: a second [`App::start`] returns an error.
+//!
+//! ## Running it in production
+//!
+//! [`server::Server`] serves any router with TLS ([`server::TlsConfig`], reloadable),
+//! HTTP/1.1 and HTTP/2, the connection timeouts and limits, and graceful draining;
+//! [`App::internal_router`] has the probes, health, metrics and configuration for a
+//! private port, and [`App::lifecycle`] turns readiness off when shutdown starts.
+//!
+//! HTTP metrics ([`layers::MetricsLayer`], axum-prometheus) go through the `metrics`
+//! facade to whichever recorder the process installed. The binary installs tokio_php's with
+//! [`metrics::install_recorder`]; an application that owns the recorder skips that call and
+//! receives them itself, while `/metrics` still shows the PHP pool's figures. Nothing
+//! panics or replaces a recorder that is already installed.
 
 pub mod app;
 pub mod config;

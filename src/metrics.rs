@@ -1,6 +1,6 @@
 //! Prometheus metrics: the process-wide recorder that collects the HTTP metrics of
 //! [`MetricsLayer`](crate::layers::MetricsLayer) (axum-prometheus), and the PHP pool's own
-//! figures, rendered straight from [`PoolStats`] so they never depend on who owns the
+//! figures, rendered straight from [`PoolStats`](crate::php::pool::PoolStats) so they never depend on who owns the
 //! recorder.
 //!
 //! The standalone server calls [`install_recorder`] once at startup. A library user whose
