@@ -65,14 +65,14 @@ async fn probes_health_and_metrics_reflect_the_traffic() {
     );
     let mut burst = Vec::new();
     for _ in 0..5 {
-        let url = server.url("/sleep.php?ms=400");
+        let url = server.url("/sleep.php?ms=800");
         burst.push(tokio::spawn(async move {
             client().get(url).send().await.unwrap().status().as_u16()
         }));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // While the burst runs, /health shows the busy worker.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let (status, health) = get_text(&server.internal_url("/health")).await;
     assert_eq!(status, 200);
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
