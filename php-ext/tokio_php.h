@@ -74,6 +74,12 @@ typedef struct {
     void *timed_out;    /* zend_atomic_bool * */
 } tphp_interrupt_handle;
 
+/* How the script ended, filled in by tphp_execute() before the request shuts down. */
+typedef struct {
+    int last_error_type;        /* PG(last_error_type): E_ERROR etc., 0 when none */
+    int timed_out;              /* 1 when max_execution_time fired */
+} tphp_script_end;
+
 /* What happened to a request, as tphp_execute() reports it. */
 enum {
     TPHP_DONE = 0,             /* the script ran (it may have failed; the status says how) */
@@ -88,8 +94,9 @@ const char *tphp_php_version(void);
 /* Sets up this thread's PHP context and fills `interrupt` (may be NULL) with its flags. */
 void tphp_thread_init(tphp_interrupt_handle *interrupt);
 void tphp_thread_shutdown(void);
-/* Runs one request; fills `timings` when it is not NULL. */
-int tphp_execute(void *context, const tphp_request *request, tphp_timings *timings);
+/* Runs one request; fills `timings` when it is not NULL, and `end` (never NULL). */
+int tphp_execute(void *context, const tphp_request *request, tphp_timings *timings,
+                 tphp_script_end *end);
 /* Makes the script running on that worker stop at its next opcode with "Maximum execution
  * time exceeded", exactly as PHP's own timer does (zend_timeout_handler). Safe from any
  * thread; the caller makes sure the worker still runs the request it means to stop. */

@@ -305,6 +305,8 @@ static sapi_module_struct tphp_sapi_module = {
     .log_message = tphp_log_message,
     .get_request_time = tphp_get_request_time,
     .ini_defaults = tphp_ini_defaults,
+    /* A server does not read php.ini from whatever directory it was started in. */
+    .php_ini_ignore_cwd = 1,
 };
 
 /* === called by Rust === */
@@ -399,9 +401,12 @@ void tphp_thread_shutdown(void)
 #endif
 }
 
-int tphp_execute(void *context, const tphp_request *r, tphp_timings *timings)
+int tphp_execute(void *context, const tphp_request *r, tphp_timings *timings,
+                 tphp_script_end *script_end)
 {
     volatile int result = TPHP_DONE; /* read after a possible longjmp */
+    script_end->last_error_type = 0;
+    script_end->timed_out = 0;
 
     current_request = r;
     SG(server_context) = context;
@@ -433,6 +438,10 @@ int tphp_execute(void *context, const tphp_request *r, tphp_timings *timings)
 
     TPHP_STAMP(timings, shutdown_begin);
     if (result == TPHP_DONE) {
+        /* Read before php_request_shutdown() clears them. */
+        /* The type outlives its request; the message is cleared at each shutdown. */
+        script_end->last_error_type = PG(last_error_message) ? PG(last_error_type) : 0;
+        script_end->timed_out = (PG(connection_status) & PHP_CONNECTION_TIMEOUT) != 0;
         php_request_shutdown(NULL);
     }
     TPHP_STAMP(timings, end);

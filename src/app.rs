@@ -7,15 +7,17 @@ use tower::ServiceBuilder;
 
 use crate::config::{Config, ConfigError};
 use crate::ffi::{self, StartupError};
+use crate::internal::{self, Lifecycle};
 use crate::layers::error_pages::{ErrorPageSet, ErrorPagesError};
 use crate::layers::front_controller::FrontControllerError;
 use crate::layers::rate_limit::InvalidRateLimit;
 use crate::layers::{
-    AccessLogLayer, CompressionLayer, ErrorPagesLayer, FrontControllerLayer, RateLimitLayer,
-    RequestTimeoutLayer, ServerTimingLayer, SetRequestIdLayer, ValidateHostLayer,
+    AccessLogLayer, CompressionLayer, ErrorPagesLayer, FrontControllerLayer, MetricsLayer,
+    RateLimitLayer, RequestTimeoutLayer, ServerTimingLayer, SetRequestIdLayer, ValidateHostLayer,
 };
 use crate::php::PhpService;
-use crate::php::engine::PhpEngine;
+use crate::php::body::MinRate;
+use crate::php::engine::{self, PhpEngine};
 use crate::php::pool::{PoolHandle, WorkerPool};
 use crate::static_files::StaticOptions;
 
@@ -68,7 +70,8 @@ fn load_error_pages(config: &Config) -> Result<ErrorPageSet, ErrorPagesError> {
 }
 
 /// A running tokio_php: PHP started, workers waiting. Build the HTTP side with
-/// [`App::router`] or [`App::php_service`], and end with [`App::shutdown`].
+/// [`App::router`] or [`App::php_service`], the operators' side with
+/// [`App::internal_router`], and end with [`App::shutdown`].
 #[derive(Debug)]
 pub struct App {
     config: Config,
@@ -78,6 +81,7 @@ pub struct App {
     front_controller: Option<FrontControllerLayer>,
     error_pages: ErrorPageSet,
     rate_limit: Option<RateLimitLayer>,
+    lifecycle: Lifecycle,
 }
 
 impl App {
@@ -104,7 +108,10 @@ impl App {
             workers = 1;
         }
         let capacity = config.effective_queue_capacity(workers);
-        let engine = PhpEngine::start(config.php_ini.as_deref(), String::new())?;
+        let engine = PhpEngine::start(
+            config.php_ini.as_deref(),
+            engine::jit_entries(config.opcache_jit, config.opcache_jit_buffer_size),
+        )?;
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
         let php = PhpService::new(pool.handle(), &config.document_root)
@@ -114,7 +121,11 @@ impl App {
             })?
             .max_body_size(config.max_body_size)
             .sse_timeout(config.sse_timeout)
-            .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl));
+            .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl))
+            .min_body_rate(MinRate {
+                bytes_per_second: config.min_body_rate,
+                grace: config.min_body_rate_grace,
+            });
         let php = if config.sendfile_roots.is_empty() {
             php
         } else {
@@ -140,6 +151,7 @@ impl App {
             front_controller,
             error_pages,
             rate_limit,
+            lifecycle: Lifecycle::new(),
         })
     }
 
@@ -155,6 +167,7 @@ impl App {
                     .access_log
                     .then(|| AccessLogLayer::new().trusted_proxies(config.trusted_proxies.clone())),
             )
+            .layer(MetricsLayer::new())
             .option_layer(config.request_timeout.map(|timeout| {
                 RequestTimeoutLayer::new(timeout).error_responder(self.error_pages.clone())
             }))
@@ -177,6 +190,21 @@ impl App {
     /// The error pages loaded at startup (empty when there are none).
     pub fn error_pages(&self) -> &ErrorPageSet {
         &self.error_pages
+    }
+
+    /// The internal server's routes: `/livez`, `/readyz`, `/health`, `/metrics` and
+    /// `/config` (see [`crate::internal`]). Serve them on a separate, private address.
+    pub fn internal_router(&self) -> Router {
+        internal::router(
+            self.lifecycle.clone(),
+            self.pool().clone(),
+            self.config.to_json(),
+        )
+    }
+
+    /// Readiness: [`Lifecycle::start_draining`] turns `/readyz` to 503.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The bare PHP service, to mount with `nest_service` or `fallback_service` and wrap
@@ -202,6 +230,7 @@ impl App {
 
     /// Finishes queued requests, ends the workers and shuts PHP down.
     pub fn shutdown(mut self) {
+        self.lifecycle.start_draining();
         if let Some(pool) = self.pool.take() {
             pool.shutdown();
         }

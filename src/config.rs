@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::layers::client_ip::TrustedProxies;
+use serde::{Serialize, Serializer};
 
 /// Address the HTTP listener binds.
 pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
@@ -54,6 +55,32 @@ pub const ENV_ACCESS_LOG: &str = "ACCESS_LOG";
 pub const ENV_PROFILE: &str = "PROFILE";
 /// Longest life of a `text/event-stream` response (`off` for none).
 pub const ENV_SSE_TIMEOUT: &str = "SSE_TIMEOUT";
+/// TLS certificate chain (PEM); with [`ENV_TLS_KEY`] the listener speaks HTTPS.
+pub const ENV_TLS_CERT: &str = "TLS_CERT";
+/// TLS private key (PEM) for [`ENV_TLS_CERT`].
+pub const ENV_TLS_KEY: &str = "TLS_KEY";
+/// Seconds a new connection has to send its first request, and any request its headers.
+pub const ENV_HEADER_TIMEOUT_SECS: &str = "HEADER_TIMEOUT_SECS";
+/// Seconds a connection may sit idle between requests.
+pub const ENV_IDLE_TIMEOUT_SECS: &str = "IDLE_TIMEOUT_SECS";
+/// Slowest accepted request body, in bytes per second (0 = no minimum).
+pub const ENV_MIN_BODY_RATE: &str = "MIN_BODY_RATE";
+/// Seconds a request body may take before [`ENV_MIN_BODY_RATE`] is enforced.
+pub const ENV_MIN_BODY_RATE_GRACE_SECS: &str = "MIN_BODY_RATE_GRACE_SECS";
+/// Largest request head (request line and headers).
+pub const ENV_MAX_HEADER_SIZE: &str = "MAX_HEADER_SIZE";
+/// Longest request target (path and query).
+pub const ENV_MAX_URI_LENGTH: &str = "MAX_URI_LENGTH";
+/// Open connections served at once (0 = no limit).
+pub const ENV_MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Address of the internal server (probes, metrics, config); off when unset.
+pub const ENV_INTERNAL_ADDR: &str = "INTERNAL_ADDR";
+/// Seconds in-flight requests may take to finish after SIGTERM.
+pub const ENV_DRAIN_TIMEOUT_SECS: &str = "DRAIN_TIMEOUT_SECS";
+/// OPcache JIT mode: `off`, `tracing`, `function` or a four-digit CRTO number.
+pub const ENV_OPCACHE_JIT: &str = "OPCACHE_JIT";
+/// Memory for JIT-compiled code when [`ENV_OPCACHE_JIT`] switches it on.
+pub const ENV_OPCACHE_JIT_BUFFER_SIZE: &str = "OPCACHE_JIT_BUFFER_SIZE";
 
 /// Default for [`ENV_LISTEN_ADDR`].
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -87,6 +114,28 @@ pub const DEFAULT_ACCESS_LOG: bool = false;
 pub const DEFAULT_PROFILE: bool = false;
 /// Default for [`ENV_SSE_TIMEOUT`]: 30 minutes.
 pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Default for [`ENV_HEADER_TIMEOUT_SECS`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`ENV_IDLE_TIMEOUT_SECS`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`ENV_MIN_BODY_RATE`]: 240 bytes per second, as Kestrel.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 240;
+/// Default for [`ENV_MIN_BODY_RATE_GRACE_SECS`].
+pub const DEFAULT_MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// Default for [`ENV_MAX_HEADER_SIZE`]: 64 KiB.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Smallest [`ENV_MAX_HEADER_SIZE`] hyper accepts.
+pub const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
+/// Default for [`ENV_MAX_URI_LENGTH`]: 8 KiB, as nginx.
+pub const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+/// Default for [`ENV_MAX_CONNECTIONS`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default for [`ENV_DRAIN_TIMEOUT_SECS`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ENV_OPCACHE_JIT_BUFFER_SIZE`]: 64 MiB.
+pub const DEFAULT_OPCACHE_JIT_BUFFER_SIZE: u64 = 64 * 1024 * 1024;
+/// Longest timeout any `*_SECS` setting accepts: one day.
+pub const MAX_SECS: u64 = 86_400;
 
 /// One documented setting, as `--help` and docs/configuration.md list it.
 #[derive(Debug, Clone, Copy)]
@@ -206,16 +255,126 @@ pub const SETTINGS: &[Setting] = &[
         default: "30m",
         help: "longest life of a text/event-stream response (instead of REQUEST_TIMEOUT), or off",
     },
+    Setting {
+        env: ENV_TLS_CERT,
+        default: "",
+        help: "TLS certificate chain (PEM); set with TLS_KEY to serve HTTPS (TLS 1.3 and 1.2, ALPN h2 and http/1.1); SIGHUP reloads it",
+    },
+    Setting {
+        env: ENV_TLS_KEY,
+        default: "",
+        help: "TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for TLS_CERT",
+    },
+    Setting {
+        env: ENV_HEADER_TIMEOUT_SECS,
+        default: "5",
+        help: "seconds a new connection has to send its first request (TLS handshake included), and any request its headers",
+    },
+    Setting {
+        env: ENV_IDLE_TIMEOUT_SECS,
+        default: "60",
+        help: "seconds a keep-alive or HTTP/2 connection may sit with no request before it is closed",
+    },
+    Setting {
+        env: ENV_MIN_BODY_RATE,
+        default: "240",
+        help: "slowest request body in bytes per second (or with K, M); slower gets 408; 0 = no minimum",
+    },
+    Setting {
+        env: ENV_MIN_BODY_RATE_GRACE_SECS,
+        default: "5",
+        help: "seconds a request body may take before MIN_BODY_RATE applies",
+    },
+    Setting {
+        env: ENV_MAX_HEADER_SIZE,
+        default: "64K",
+        help: "largest request head (request line and headers; at least 8K); larger gets 431",
+    },
+    Setting {
+        env: ENV_MAX_URI_LENGTH,
+        default: "8K",
+        help: "longest request target (path and query); longer gets 414",
+    },
+    Setting {
+        env: ENV_MAX_CONNECTIONS,
+        default: "10000",
+        help: "open connections served at once; more wait to be accepted; 0 = no limit (keep it under ulimit -n)",
+    },
+    Setting {
+        env: ENV_INTERNAL_ADDR,
+        default: "",
+        help: "address:port of the internal server (/livez, /readyz, /health, /metrics, /config); off when unset",
+    },
+    Setting {
+        env: ENV_DRAIN_TIMEOUT_SECS,
+        default: "30",
+        help: "seconds in-flight requests may take to finish after SIGTERM or SIGINT",
+    },
+    Setting {
+        env: ENV_OPCACHE_JIT,
+        default: "",
+        help: "OPcache JIT: off, tracing, function or a 4-digit CRTO mode; unset = php.ini decides (JIT off by default)",
+    },
+    Setting {
+        env: ENV_OPCACHE_JIT_BUFFER_SIZE,
+        default: "64M",
+        help: "memory for JIT-compiled code when OPCACHE_JIT switches JIT on",
+    },
 ];
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable, for a terminal.
     #[default]
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// What OPcache's JIT does ([`ENV_OPCACHE_JIT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitMode {
+    /// No JIT (`opcache.jit=disable`).
+    Off,
+    /// Tracing JIT (`opcache.jit=tracing`): the fastest for most applications.
+    Tracing,
+    /// Function JIT (`opcache.jit=function`).
+    Function,
+    /// A four-digit CRTO number, such as 1255.
+    Crto(u16),
+}
+
+impl JitMode {
+    /// The value of `opcache.jit` for this mode.
+    pub fn ini_value(self) -> String {
+        match self {
+            Self::Off => "disable".to_owned(),
+            Self::Tracing => "tracing".to_owned(),
+            Self::Function => "function".to_owned(),
+            Self::Crto(n) => n.to_string(),
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        let v = value.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "off" | "disable" | "0" => Some(Self::Off),
+            "tracing" | "on" => Some(Self::Tracing),
+            "function" => Some(Self::Function),
+            _ if v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                v.parse().ok().map(Self::Crto)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for JitMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.ini_value())
+    }
 }
 
 /// A setting that has a value the server cannot use.
@@ -230,8 +389,9 @@ pub struct ConfigError {
     pub expected: String,
 }
 
-/// The effective configuration of one server.
-#[derive(Debug, Clone)]
+/// The effective configuration of one server. It serializes (for the internal server's
+/// `/config`) with durations in seconds and the TLS key path redacted.
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Address the HTTP listener binds ([`ENV_LISTEN_ADDR`]).
     pub listen_addr: SocketAddr,
@@ -263,6 +423,7 @@ pub struct Config {
     /// The rate limit's window ([`ENV_RATE_WINDOW`]).
     pub rate_window: Duration,
     /// Proxies whose forwarding headers are believed ([`ENV_TRUSTED_PROXIES`]).
+    #[serde(serialize_with = "proxies")]
     pub trusted_proxies: TrustedProxies,
     /// Whether responses are compressed ([`ENV_COMPRESSION`]).
     pub compression: bool,
@@ -278,6 +439,37 @@ pub struct Config {
     /// Longest life of a server-sent events response; None: unbounded
     /// ([`ENV_SSE_TIMEOUT`]).
     pub sse_timeout: Option<Duration>,
+    /// TLS certificate chain, PEM ([`ENV_TLS_CERT`]).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM ([`ENV_TLS_KEY`]); redacted when serialized.
+    #[serde(serialize_with = "redacted")]
+    pub tls_key: Option<PathBuf>,
+    /// Time to send the first request, and any request head ([`ENV_HEADER_TIMEOUT_SECS`]).
+    #[serde(rename = "header_timeout_secs", serialize_with = "secs")]
+    pub header_timeout: Duration,
+    /// Time a connection may sit with no request ([`ENV_IDLE_TIMEOUT_SECS`]).
+    #[serde(rename = "idle_timeout_secs", serialize_with = "secs")]
+    pub idle_timeout: Duration,
+    /// Slowest request body in bytes per second; 0 = none ([`ENV_MIN_BODY_RATE`]).
+    pub min_body_rate: u64,
+    /// Time before the body rate is enforced ([`ENV_MIN_BODY_RATE_GRACE_SECS`]).
+    #[serde(rename = "min_body_rate_grace_secs", serialize_with = "secs")]
+    pub min_body_rate_grace: Duration,
+    /// Largest request head in bytes ([`ENV_MAX_HEADER_SIZE`]).
+    pub max_header_size: usize,
+    /// Longest request target in bytes ([`ENV_MAX_URI_LENGTH`]).
+    pub max_uri_length: usize,
+    /// Open connections served at once; 0 = no limit ([`ENV_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+    /// Internal server address; None = off ([`ENV_INTERNAL_ADDR`]).
+    pub internal_addr: Option<SocketAddr>,
+    /// Time in-flight requests get after a shutdown signal ([`ENV_DRAIN_TIMEOUT_SECS`]).
+    #[serde(rename = "drain_timeout_secs", serialize_with = "secs")]
+    pub drain_timeout: Duration,
+    /// OPcache JIT mode; None = php.ini decides ([`ENV_OPCACHE_JIT`]).
+    pub opcache_jit: Option<JitMode>,
+    /// JIT buffer size in bytes ([`ENV_OPCACHE_JIT_BUFFER_SIZE`]).
+    pub opcache_jit_buffer_size: u64,
 }
 
 impl Default for Config {
@@ -304,7 +496,35 @@ impl Default for Config {
             access_log: DEFAULT_ACCESS_LOG,
             profile: DEFAULT_PROFILE,
             sse_timeout: Some(DEFAULT_SSE_TIMEOUT),
+            tls_cert: None,
+            tls_key: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            min_body_rate_grace: DEFAULT_MIN_BODY_RATE_GRACE,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            internal_addr: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            opcache_jit: None,
+            opcache_jit_buffer_size: DEFAULT_OPCACHE_JIT_BUFFER_SIZE,
         }
+    }
+}
+
+fn secs<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(value.as_secs())
+}
+
+fn proxies<S: Serializer>(value: &TrustedProxies, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(value.nets().iter().map(ToString::to_string))
+}
+
+fn redacted<S: Serializer>(value: &Option<PathBuf>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str("[redacted]"),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -499,6 +719,84 @@ impl Config {
                 invalid(ENV_SSE_TIMEOUT, &v, "a duration such as 30m, 2h, or off")
             })?;
         }
+        config.tls_cert = source.get(ENV_TLS_CERT).map(PathBuf::from);
+        config.tls_key = source.get(ENV_TLS_KEY).map(PathBuf::from);
+        if let Some(v) = source.get(ENV_HEADER_TIMEOUT_SECS) {
+            config.header_timeout = parse_secs(ENV_HEADER_TIMEOUT_SECS, &v, 1)?;
+        }
+        if let Some(v) = source.get(ENV_IDLE_TIMEOUT_SECS) {
+            config.idle_timeout = parse_secs(ENV_IDLE_TIMEOUT_SECS, &v, 1)?;
+        }
+        if let Some(v) = source.get(ENV_MIN_BODY_RATE) {
+            config.min_body_rate = parse_size(&v).ok_or_else(|| {
+                invalid(
+                    ENV_MIN_BODY_RATE,
+                    &v,
+                    "bytes per second, or with K or M (240, 1K); 0 for no minimum",
+                )
+            })?;
+        }
+        if let Some(v) = source.get(ENV_MIN_BODY_RATE_GRACE_SECS) {
+            config.min_body_rate_grace = parse_secs(ENV_MIN_BODY_RATE_GRACE_SECS, &v, 0)?;
+        }
+        if let Some(v) = source.get(ENV_MAX_HEADER_SIZE) {
+            config.max_header_size = parse_size(&v)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (MIN_MAX_HEADER_SIZE..=16 << 20).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        ENV_MAX_HEADER_SIZE,
+                        &v,
+                        "a size from 8K to 16M, in bytes or with K or M",
+                    )
+                })?;
+        }
+        if let Some(v) = source.get(ENV_MAX_URI_LENGTH) {
+            config.max_uri_length = parse_size(&v)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=65_534).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        ENV_MAX_URI_LENGTH,
+                        &v,
+                        "a length from 1 to 65534 bytes, or with K (8K)",
+                    )
+                })?;
+        }
+        if let Some(v) = source.get(ENV_MAX_CONNECTIONS) {
+            config.max_connections = parse_count(ENV_MAX_CONNECTIONS, &v)?;
+        }
+        if let Some(v) = source.get(ENV_INTERNAL_ADDR) {
+            config.internal_addr = Some(v.parse().map_err(|_| {
+                invalid(
+                    ENV_INTERNAL_ADDR,
+                    &v,
+                    "an address:port such as 127.0.0.1:9090",
+                )
+            })?);
+        }
+        if let Some(v) = source.get(ENV_DRAIN_TIMEOUT_SECS) {
+            config.drain_timeout = parse_secs(ENV_DRAIN_TIMEOUT_SECS, &v, 0)?;
+        }
+        if let Some(v) = source.get(ENV_OPCACHE_JIT) {
+            config.opcache_jit = Some(JitMode::parse(&v).ok_or_else(|| {
+                invalid(
+                    ENV_OPCACHE_JIT,
+                    &v,
+                    "off, tracing, function, or a four-digit CRTO mode such as 1255",
+                )
+            })?);
+        }
+        if let Some(v) = source.get(ENV_OPCACHE_JIT_BUFFER_SIZE) {
+            config.opcache_jit_buffer_size =
+                parse_size(&v).filter(|n| *n > 0).ok_or_else(|| {
+                    invalid(
+                        ENV_OPCACHE_JIT_BUFFER_SIZE,
+                        &v,
+                        "a size above 0, in bytes or with K, M or G (64M)",
+                    )
+                })?;
+        }
         Ok(config)
     }
 
@@ -609,6 +907,79 @@ impl Config {
     }
 
     /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
+    /// Serves HTTPS with the PEM certificate chain `cert` and private key `key`.
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(cert.into());
+        self.tls_key = Some(key.into());
+        self
+    }
+
+    /// Sets the time a connection has to send its first request, and any request head.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets the time a connection may sit with no request before it is closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the slowest accepted request body (bytes per second, 0 = none) and the time
+    /// a body may take before that rate is enforced.
+    pub fn min_body_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
+        self.min_body_rate = bytes_per_second;
+        self.min_body_rate_grace = grace;
+        self
+    }
+
+    /// Sets the largest request head, in bytes (at least 8 KiB).
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes;
+        self
+    }
+
+    /// Sets the longest request target (path and query), in bytes.
+    pub fn max_uri_length(mut self, bytes: usize) -> Self {
+        self.max_uri_length = bytes;
+        self
+    }
+
+    /// Sets how many connections are served at once (0 = no limit).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Turns the internal server (probes, metrics, config) on at `addr`.
+    pub fn internal_addr(mut self, addr: SocketAddr) -> Self {
+        self.internal_addr = Some(addr);
+        self
+    }
+
+    /// Sets the time in-flight requests get to finish after a shutdown signal.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sets OPcache's JIT mode, overriding php.ini.
+    pub fn opcache_jit(mut self, mode: JitMode) -> Self {
+        self.opcache_jit = Some(mode);
+        self
+    }
+
+    /// The configuration as JSON, as the internal server's `/config` shows it: durations
+    /// in seconds, the TLS key path redacted.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|err| {
+            serde_json::json!({ "error": format!("the configuration cannot be shown as JSON: {err}") })
+        })
+    }
+
+    /// Checks what parsing alone cannot: that the paths exist, that TLS has both its
+    /// files, that limits are in range. Call once at startup.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.document_root.is_dir() {
             return Err(invalid(
@@ -664,7 +1035,55 @@ impl Config {
                 &format!("a window long enough for {} requests", self.rate_limit),
             ));
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    ENV_TLS_KEY,
+                    "",
+                    "a PEM private key file: TLS_CERT is set, and TLS needs both TLS_CERT and TLS_KEY (or neither)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    ENV_TLS_CERT,
+                    "",
+                    "a PEM certificate file: TLS_KEY is set, and TLS needs both TLS_CERT and TLS_KEY (or neither)",
+                ));
+            }
+            _ => {}
+        }
+        for (name, path) in [(ENV_TLS_CERT, &self.tls_cert), (ENV_TLS_KEY, &self.tls_key)] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(invalid(
+                    name,
+                    &path.display().to_string(),
+                    "an existing PEM file (see tls/README.md for a development certificate)",
+                ));
+            }
+        }
+        if self.max_header_size < MIN_MAX_HEADER_SIZE {
+            return Err(invalid(
+                ENV_MAX_HEADER_SIZE,
+                &self.max_header_size.to_string(),
+                "at least 8K",
+            ));
+        }
+        for (name, value) in [
+            (ENV_HEADER_TIMEOUT_SECS, self.header_timeout),
+            (ENV_IDLE_TIMEOUT_SECS, self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(name, "0", "at least 1 second"));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the listener serves HTTPS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     /// The worker count after resolving 0 to the number of CPUs.
@@ -769,6 +1188,22 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
     };
     let number: f64 = number.parse().ok()?;
     Duration::try_from_secs_f64(number * seconds_per_unit).ok()
+}
+
+fn parse_secs(name: &'static str, value: &str, min: u64) -> Result<Duration, ConfigError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=MAX_SECS).contains(n))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                value,
+                &format!("whole seconds from {min} to {MAX_SECS}"),
+            )
+        })
 }
 
 /// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024; a trailing `B` or `iB` is fine).
@@ -988,6 +1423,108 @@ mod tests {
         assert_eq!(config.log_level, "warn");
         assert!(Flags::parse(&["--nope=1".to_owned()], ProcessEnv).is_err());
         assert!(Flags::parse(&["--php-workers".to_owned()], ProcessEnv).is_err());
+    }
+
+    #[test]
+    fn reads_the_operations_variables() {
+        let config = Config::from_source(&source(&[
+            ("TLS_CERT", "/tls/cert.pem"),
+            ("TLS_KEY", "/tls/key.pem"),
+            ("HEADER_TIMEOUT_SECS", "7"),
+            ("IDLE_TIMEOUT_SECS", "90"),
+            ("MIN_BODY_RATE", "1K"),
+            ("MIN_BODY_RATE_GRACE_SECS", "0"),
+            ("MAX_HEADER_SIZE", "32K"),
+            ("MAX_URI_LENGTH", "2048"),
+            ("MAX_CONNECTIONS", "0"),
+            ("INTERNAL_ADDR", "127.0.0.1:9090"),
+            ("DRAIN_TIMEOUT_SECS", "0"),
+            ("OPCACHE_JIT", "Function"),
+            ("OPCACHE_JIT_BUFFER_SIZE", "32M"),
+        ]))
+        .unwrap();
+        assert!(config.tls_enabled());
+        assert_eq!(config.header_timeout, Duration::from_secs(7));
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.min_body_rate, 1024);
+        assert_eq!(config.min_body_rate_grace, Duration::ZERO);
+        assert_eq!(config.max_header_size, 32 << 10);
+        assert_eq!(config.max_uri_length, 2048);
+        assert_eq!(config.max_connections, 0);
+        assert_eq!(config.internal_addr.unwrap().port(), 9090);
+        assert_eq!(config.drain_timeout, Duration::ZERO);
+        assert_eq!(config.opcache_jit, Some(JitMode::Function));
+        assert_eq!(config.opcache_jit_buffer_size, 32 << 20);
+
+        let defaults = Config::default();
+        assert_eq!(defaults.header_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.internal_addr, None);
+        assert_eq!(defaults.opcache_jit, None);
+    }
+
+    #[test]
+    fn bad_operations_values_name_the_variable() {
+        for (name, value) in [
+            ("HEADER_TIMEOUT_SECS", "0"),
+            ("IDLE_TIMEOUT_SECS", "soon"),
+            ("DRAIN_TIMEOUT_SECS", "-1"),
+            ("MAX_HEADER_SIZE", "1K"),
+            ("MAX_URI_LENGTH", "1M"),
+            ("MAX_CONNECTIONS", "many"),
+            ("INTERNAL_ADDR", "localhost"),
+            ("OPCACHE_JIT", "fast"),
+            ("OPCACHE_JIT_BUFFER_SIZE", "0"),
+            ("MIN_BODY_RATE", "quick"),
+        ] {
+            let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(value), "{err}");
+        }
+        assert_eq!(JitMode::parse("1255"), Some(JitMode::Crto(1255)));
+        assert_eq!(JitMode::parse("off"), Some(JitMode::Off));
+        assert_eq!(JitMode::parse("12555"), None);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let root = std::env::temp_dir();
+        let only_cert = Config::default()
+            .document_root(&root)
+            .tls("/nope/cert.pem", "/nope/key.pem");
+        let err = only_cert.validate().unwrap_err();
+        assert_eq!(err.name, "TLS_CERT");
+        assert!(err.to_string().contains("/nope/cert.pem"));
+
+        let mut half = Config::default().document_root(&root);
+        half.tls_cert = Some(PathBuf::from("/tls/cert.pem"));
+        let err = half.validate().unwrap_err();
+        assert_eq!(err.name, "TLS_KEY");
+        assert!(err.to_string().contains("TLS_CERT is set"), "{err}");
+
+        let mut half = Config::default().document_root(&root);
+        half.tls_key = Some(PathBuf::from("/tls/key.pem"));
+        assert_eq!(half.validate().unwrap_err().name, "TLS_CERT");
+    }
+
+    #[test]
+    fn the_json_view_redacts_the_key_and_shows_seconds() {
+        let config = Config::default()
+            .tls("/tls/cert.pem", "/secret/key.pem")
+            .opcache_jit(JitMode::Tracing);
+        let json = config.to_json();
+        assert_eq!(json["tls_key"], "[redacted]");
+        assert_eq!(json["tls_cert"], "/tls/cert.pem");
+        assert_eq!(json["header_timeout_secs"], 5);
+        assert_eq!(json["drain_timeout_secs"], 30);
+        assert_eq!(json["opcache_jit"], "tracing");
+        assert_eq!(json["log_format"], "text");
+        assert!(!json.to_string().contains("/secret/key.pem"));
+        assert_eq!(
+            Config::default().to_json()["tls_key"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

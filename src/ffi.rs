@@ -126,7 +126,18 @@ struct TphpInterruptHandle {
     timed_out: *mut c_void,
 }
 
+#[repr(C)]
+#[derive(Default)]
+struct TphpScriptEnd {
+    last_error_type: c_int,
+    timed_out: c_int,
+}
+
 const TPHP_DONE: c_int = 0;
+
+/// PHP's error types that end a script: E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR,
+/// E_USER_ERROR and E_RECOVERABLE_ERROR.
+const FATAL_ERROR_TYPES: c_int = 1 | 4 | 16 | 64 | 256 | 4096;
 
 unsafe extern "C" {
     fn tphp_startup(config: *const TphpStartupConfig) -> c_int;
@@ -139,6 +150,7 @@ unsafe extern "C" {
         context: *mut c_void,
         request: *const TphpRequest,
         timings: *mut TphpTimings,
+        end: *mut TphpScriptEnd,
     ) -> c_int;
     fn tphp_interrupt(interrupt: *const TphpInterruptHandle);
 }
@@ -312,17 +324,21 @@ impl ThreadGuard {
         } else {
             std::ptr::null_mut()
         };
+        let mut end = TphpScriptEnd::default();
         // SAFETY: `raw` and what it points to (request, vars) outlive the call; `context`
         // points to `handler`, which nothing else touches until tphp_execute returns, and
         // the shim clears its copies of both before returning. `stamps_ptr` is NULL or
-        // points to `stamps`, alive for the call. This thread owns a PHP context (self
-        // exists on it).
-        let rc = unsafe { tphp_execute(context, &raw, stamps_ptr) };
+        // points to `stamps`, and `end` is a live local, both only written by the shim.
+        // This thread owns a PHP context (self exists on it).
+        let rc = unsafe { tphp_execute(context, &raw, stamps_ptr, &mut end) };
         if let Some(timings) = timings {
             *timings = ExecTimings::from_stamps(&stamps);
         }
         if rc == TPHP_DONE {
-            ExecOutcome::Done
+            ExecOutcome::Done(ScriptEnd {
+                fatal: end.last_error_type & FATAL_ERROR_TYPES != 0,
+                timed_out: end.timed_out != 0,
+            })
         } else {
             ExecOutcome::StartupFailed
         }
@@ -400,11 +416,21 @@ impl ExecTimings {
     }
 }
 
+/// How a script that ran ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ScriptEnd {
+    /// It ended in a fatal error (an uncaught exception, memory or time exhausted, …);
+    /// PHP answered 500 unless output had already been sent.
+    pub fatal: bool,
+    /// `max_execution_time` ended it (also counted as fatal).
+    pub timed_out: bool,
+}
+
 /// How a request ended, from the shim's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExecOutcome {
     /// The script ran; PHP sent the head (its status tells success from failure).
-    Done,
+    Done(ScriptEnd),
     /// PHP could not start the request; nothing was sent.
     StartupFailed,
 }

@@ -31,14 +31,29 @@
 //! [`layers`] (request id, access log, request timeout, rate limit, compression, error
 //! pages, Server-Timing) in the order that module documents. Each layer also works alone
 //! over [`App::php_service`] or any other axum service.
+//!
+//! ## Running it in production
+//!
+//! [`server::Server`] serves any router with TLS ([`server::TlsConfig`], reloadable),
+//! HTTP/1.1 and HTTP/2, the connection timeouts and limits, and graceful draining;
+//! [`App::internal_router`] has the probes, health, metrics and configuration for a
+//! private port, and [`App::lifecycle`] turns readiness off when shutdown starts.
+//!
+//! HTTP metrics ([`layers::MetricsLayer`], axum-prometheus) go through the `metrics`
+//! facade to whichever recorder the process installed. The binary installs tokio_php's with
+//! [`metrics::install_recorder`]; an application that owns the recorder skips that call and
+//! receives them itself, while `/metrics` still shows the PHP pool's figures. Nothing
+//! panics or replaces a recorder that is already installed.
 
 pub mod app;
 pub mod config;
 pub mod early_hints;
 pub mod error_response;
 pub mod ffi;
+pub mod internal;
 pub mod layers;
 pub mod logging;
+pub mod metrics;
 pub mod php;
 pub mod server;
 pub mod static_files;

@@ -1,103 +1,304 @@
-//! The listener: accepts TCP connections, serves HTTP/1.1 and HTTP/2 (cleartext, with prior
-//! knowledge) on each, tells every request about its connection, and drains on shutdown.
+//! The listener: accepts TCP connections (optionally TLS), serves HTTP/1.1 and HTTP/2 on
+//! each (ALPN over TLS, prior knowledge in cleartext), tells every request about its
+//! connection, protects itself from slow and idle clients, and drains on shutdown.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tokio_php::server::Server;
+//!
+//! # async fn run(router: axum::Router) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! Server::default()
+//!     .header_timeout(Duration::from_secs(5))
+//!     .max_connections(1000)
+//!     .serve(listener, router, tokio_php::server::shutdown_signal())
+//!     .await
+//! # }
+//! ```
+
+mod connection;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
-use crate::early_hints::{EarlyHints, SharedIo};
-use crate::php::ConnectionInfo;
+pub use tls::{TlsConfig, TlsError};
+
+use crate::config::{self, Config};
+use connection::{Limits, Shared};
 
 /// How long in-flight requests may take to finish after shutdown starts.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = config::DEFAULT_DRAIN_TIMEOUT;
 
-/// Serves `router` on `listener` until `shutdown` completes, then waits up to
-/// `drain_timeout` for open requests to finish.
+/// HTTP/2 streams one connection may have open at once.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
+/// Streams a client may open and reset before the server accepts them (rapid reset,
+/// CVE-2023-44487); more and the connection is closed.
+pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset because of client errors before it closes the connection.
+pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+/// Unanswered HTTP/2 PING after which a connection is considered dead.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a listener serves its connections: TLS, timeouts, limits and draining. Start from
+/// [`Server::default`] (or [`Server::from_config`]) and change what you need.
+#[derive(Debug, Clone)]
+pub struct Server {
+    tls: Option<TlsConfig>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_size: usize,
+    max_uri_length: usize,
+    max_connections: usize,
+    drain_timeout: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            header_timeout: config::DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: config::DEFAULT_IDLE_TIMEOUT,
+            max_header_size: config::DEFAULT_MAX_HEADER_SIZE,
+            max_uri_length: config::DEFAULT_MAX_URI_LENGTH,
+            max_connections: config::DEFAULT_MAX_CONNECTIONS,
+            drain_timeout: config::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl Server {
+    /// The listener settings of `config`, with its TLS certificate and key loaded.
+    pub fn from_config(config: &Config) -> Result<Self, TlsError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(Self {
+            tls,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+            max_header_size: config.max_header_size,
+            max_uri_length: config.max_uri_length,
+            max_connections: config.max_connections,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    /// Serves TLS with `tls` (HTTP/2 through ALPN).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Time a new connection has to send its first request (TLS handshake included), and
+    /// any HTTP/1 request its head.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Time a connection may have no request in flight before it is closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Largest request head (HTTP/1) or header list (HTTP/2), in bytes; larger gets 431.
+    /// At least 8 KiB.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes.max(config::MIN_MAX_HEADER_SIZE);
+        self
+    }
+
+    /// Longest request target (path and query), in bytes; longer gets 414.
+    pub fn max_uri_length(mut self, bytes: usize) -> Self {
+        self.max_uri_length = bytes;
+        self
+    }
+
+    /// Connections served at once; further ones wait to be accepted. 0 = no limit.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Time in-flight requests get to finish once shutdown starts.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The TLS configuration, if the listener serves TLS.
+    pub fn tls_config(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Serves `router` on `listener` until `shutdown` completes; then stops accepting,
+    /// lets open connections finish their requests for up to the drain timeout, and
+    /// returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        router: Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            builder: self.http_builder(),
+            router,
+            limits: Limits {
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                max_uri_length: self.max_uri_length,
+            },
+            tls: self.tls.clone(),
+            local,
+        });
+        let limit =
+            (self.max_connections > 0).then(|| Arc::new(Semaphore::new(self.max_connections)));
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut saturated = false;
+        loop {
+            let permit = match &limit {
+                Some(limit) => {
+                    if limit.available_permits() == 0 && !saturated {
+                        tracing::warn!(
+                            max_connections = self.max_connections,
+                            "connection limit reached (MAX_CONNECTIONS); new connections wait to be accepted"
+                        );
+                    }
+                    saturated = limit.available_permits() == 0;
+                    tokio::select! {
+                        permit = Arc::clone(limit).acquire_owned() => match permit {
+                            Ok(permit) => Some(permit),
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+                None => None,
+            };
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(error = %err, "accept failed; retrying shortly");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            tokio::spawn(connection::run(
+                Arc::clone(&shared),
+                stream,
+                remote,
+                drain_rx.clone(),
+                permit,
+            ));
+        }
+        drop(listener);
+        drop(drain_rx);
+        let open = drain_tx.receiver_count();
+        tracing::info!(
+            listener = %local,
+            open_connections = open,
+            "no longer accepting connections; draining open requests"
+        );
+        drain_tx.send_replace(true);
+        tokio::select! {
+            () = drain_tx.closed() => tracing::info!(listener = %local, "all connections closed"),
+            () = tokio::time::sleep(self.drain_timeout) => {
+                tracing::warn!(
+                    listener = %local,
+                    timeout_secs = self.drain_timeout.as_secs(),
+                    open_connections = drain_tx.receiver_count(),
+                    "drain timeout reached (DRAIN_TIMEOUT_SECS); closing the remaining connections"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            // The connection watchdog times request heads (hyper's own timer would also
+            // close idle keep-alive connections after the header timeout).
+            .header_read_timeout(None)
+            .max_buf_size(self.max_header_size);
+        let header_list_size = u32::try_from(self.max_header_size).unwrap_or(u32::MAX);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+            .max_header_list_size(header_list_size)
+            .keep_alive_interval(self.idle_timeout)
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        builder
+    }
+}
+
+/// Serves `router` on `listener` with the default limits until `shutdown` completes, then
+/// waits up to `drain_timeout` for open requests to finish. [`Server`] sets the rest.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) -> io::Result<()> {
-    let local = listener.local_addr()?;
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %err, "accept failed; retrying shortly");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let stream = SharedIo::new(stream);
-        let service = ConnectionService {
-            router: router.clone(),
-            info: ConnectionInfo {
-                remote,
-                local,
-                tls: false,
-            },
-            early_hints: stream.early_hints(),
-        };
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%remote, error = %err, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!("no longer accepting connections; draining open requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(drain_timeout) => {
-            tracing::warn!(timeout_secs = drain_timeout.as_secs(), "drain timeout reached; closing the remaining connections");
-        }
-    }
-    Ok(())
+    Server::default()
+        .drain_timeout(drain_timeout)
+        .serve(listener, router, shutdown)
+        .await
 }
 
-/// The router for one connection: every request carries the connection's facts, and
-/// HTTP/1.1 requests a way to send informational responses.
-#[derive(Clone)]
-struct ConnectionService {
-    router: Router,
-    info: ConnectionInfo,
-    early_hints: EarlyHints,
+/// A signal that asks the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
 }
 
-impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
-    type Response = axum::response::Response;
-    type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
-
-    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
-        let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(self.info);
-        if request.version() == http::Version::HTTP_11 {
-            request.extensions_mut().insert(self.early_hints.clone());
+impl Signal {
+    /// The exit code of a process ended by this signal: 128 + its number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Interrupt => 130,
+            Self::Terminate => 143,
         }
-        tower::Service::call(&mut self.router.clone(), request)
     }
 }
 
 /// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
+    let signal = next_signal().await;
+    tracing::info!(?signal, "shutting down");
+}
+
+/// Waits for the next SIGINT or SIGTERM and says which it was.
+pub async fn next_signal() -> Signal {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");
@@ -119,7 +320,7 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+        () = ctrl_c => Signal::Interrupt,
+        () = terminate => Signal::Terminate,
     }
 }

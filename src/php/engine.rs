@@ -5,9 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use crate::config::JitMode;
 use crate::ffi::{self, StartupError, StartupSettings};
 
 /// Settings PHP starts with; php.ini (or `PHP_INI`) may override every one of them.
+///
+/// OPcache is on, sized for an application server (a long-lived process shares one cache
+/// among all workers), and checks files for changes every 2 seconds so edits show up
+/// during development. In production set `opcache.validate_timestamps=0` in php.ini (see
+/// the repository's `php.ini`) and restart to deploy.
 pub const INI_DEFAULTS: &[(&str, &str)] = &[
     ("display_errors", "0"),
     ("display_startup_errors", "0"),
@@ -18,6 +24,11 @@ pub const INI_DEFAULTS: &[(&str, &str)] = &[
     ("expose_php", "0"),
     ("implicit_flush", "0"),
     ("opcache.enable", "1"),
+    ("opcache.memory_consumption", "128"),
+    ("opcache.interned_strings_buffer", "16"),
+    ("opcache.max_accelerated_files", "20000"),
+    ("opcache.validate_timestamps", "1"),
+    ("opcache.revalidate_freq", "2"),
 ];
 
 /// The SAPI name OPcache is shown while it starts (it enables itself only for a fixed list
@@ -100,4 +111,35 @@ impl Drop for PhpEngine {
 pub fn opcache_extension() -> Option<PathBuf> {
     let so = Path::new(EXTENSION_DIR).join("opcache.so");
     so.is_file().then_some(so)
+}
+
+/// The `opcache.jit` and `opcache.jit_buffer_size` entries for `jit`; none when unset.
+pub fn jit_entries(jit: Option<JitMode>, jit_buffer_size: u64) -> String {
+    match jit {
+        None => String::new(),
+        Some(JitMode::Off) => "opcache.jit=disable\nopcache.jit_buffer_size=0\n".to_owned(),
+        Some(mode) => format!(
+            "opcache.jit={}\nopcache.jit_buffer_size={jit_buffer_size}\n",
+            mode.ini_value()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jit_entries_follow_the_mode() {
+        assert_eq!(jit_entries(None, 1), "");
+        assert_eq!(
+            jit_entries(Some(JitMode::Tracing), 64 << 20),
+            "opcache.jit=tracing\nopcache.jit_buffer_size=67108864\n"
+        );
+        assert_eq!(
+            jit_entries(Some(JitMode::Crto(1205)), 1024),
+            "opcache.jit=1205\nopcache.jit_buffer_size=1024\n"
+        );
+        assert!(jit_entries(Some(JitMode::Off), 1024).contains("opcache.jit=disable"));
+    }
 }

@@ -2,6 +2,7 @@
 //! whole life, fed from one bounded queue. A full queue is refused at once (the service
 //! answers 503) rather than waited on.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,6 +18,7 @@ use super::request::PhpRequest;
 use super::response::{ResponseHead, ResponseStart};
 use super::timings::PhpTimings;
 use crate::ffi::{ExecOutcome, ExecTimings, Interrupter, ThreadGuard};
+use crate::metrics::Histogram;
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
 pub const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
@@ -127,7 +129,8 @@ pub enum SubmitError {
     ShuttingDown(Box<Job>),
 }
 
-/// Figures about the pool, shared with whoever reports them.
+/// Figures about the pool, shared with whoever reports them (the internal server's
+/// `/health` and `/metrics`).
 #[derive(Debug, Default)]
 pub struct PoolStats {
     /// Workers running a request now.
@@ -136,6 +139,15 @@ pub struct PoolStats {
     pub served: AtomicU64,
     /// Requests refused because the queue was full.
     pub rejected: AtomicU64,
+    /// Scripts that ended in a fatal error (uncaught exception, memory or time exhausted,
+    /// parse error…): PHP answered 500 unless output had already gone out.
+    pub fatal_errors: AtomicU64,
+    /// Scripts ended by `max_execution_time` (also counted in `fatal_errors`).
+    pub timeouts: AtomicU64,
+    /// Times a worker rebuilt its PHP context after a panic on the Rust side of a request.
+    pub worker_restarts: AtomicU64,
+    /// Time PHP spent running each request (request startup to shutdown), in seconds.
+    pub execution_seconds: Histogram,
 }
 
 /// A handle that queues requests; cheap to clone.
@@ -234,18 +246,17 @@ fn worker_main(
     stop: &Receiver<()>,
     stats: &PoolStats,
 ) {
-    let php = ThreadGuard::new();
-    let interrupter = php.interrupter();
+    let mut php = ThreadGuard::new();
     tracing::debug!(worker = id, "PHP worker started");
     loop {
         crossbeam_channel::select! {
             recv(jobs) -> job => match job {
-                Ok(job) => run(&php, &interrupter, id, workers, job, stats),
+                Ok(job) => php = supervised(php, id, workers, job, stats),
                 Err(_) => break,
             },
             recv(stop) -> _ => {
                 while let Ok(job) = jobs.try_recv() {
-                    run(&php, &interrupter, id, workers, job, stats);
+                    php = supervised(php, id, workers, job, stats);
                 }
                 break;
             }
@@ -254,14 +265,47 @@ fn worker_main(
     tracing::debug!(worker = id, "PHP worker stopped");
 }
 
-fn run(
-    php: &ThreadGuard,
-    interrupter: &Interrupter,
-    worker: usize,
+/// Runs `job`; if the Rust side of it panics (PHP's callbacks already catch their own),
+/// the request's channel is dropped (the client gets 500) and the worker starts over with
+/// a fresh PHP context.
+fn supervised(
+    php: ThreadGuard,
+    id: usize,
     workers: usize,
     job: Job,
     stats: &PoolStats,
-) {
+) -> ThreadGuard {
+    match catch_unwind(AssertUnwindSafe(|| run(&php, id, workers, job, stats))) {
+        Ok(()) => php,
+        Err(_) => {
+            tracing::error!(
+                worker = id,
+                "PHP worker panicked while handling a request; restarting it with a fresh PHP context"
+            );
+            drop(php);
+            stats.worker_restarts.fetch_add(1, Ordering::Relaxed);
+            ThreadGuard::new()
+        }
+    }
+}
+
+/// Counts a worker as busy while it lives, panics included.
+struct BusyGuard<'a>(&'a PoolStats);
+
+impl<'a> BusyGuard<'a> {
+    fn new(stats: &'a PoolStats) -> Self {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolStats) {
     let Job {
         request,
         body,
@@ -274,7 +318,7 @@ fn run(
         control,
     } = job;
     let _span = span.enter();
-    if !control.start(interrupter) {
+    if !control.start(&php.interrupter()) {
         tracing::debug!(
             worker,
             request = request.tag(),
@@ -282,7 +326,7 @@ fn run(
         );
         return;
     }
-    stats.busy.fetch_add(1, Ordering::Relaxed);
+    let _busy = BusyGuard::new(stats);
     let waited = queued_at.elapsed();
     let context = RequestContext {
         request_id: request.request_id().to_owned(),
@@ -299,17 +343,31 @@ fn run(
         writer.set_timings(PhpTimings::queued(waited));
         exec_timings = Some(ExecTimings::default());
     }
+    let started = Instant::now();
     let outcome = php.execute(&request.exec(), &mut writer, exec_timings.as_mut());
     control.finish();
+    stats
+        .execution_seconds
+        .observe(started.elapsed().as_secs_f64());
     if let Some(exec) = &exec_timings {
         writer.set_timings(PhpTimings::queued(waited).with_exec(exec));
     }
-    if outcome == ExecOutcome::StartupFailed {
-        tracing::error!(
-            worker,
-            request = request.tag(),
-            "PHP could not start the request; answering 500"
-        );
+    match outcome {
+        ExecOutcome::StartupFailed => {
+            tracing::error!(
+                worker,
+                request = request.tag(),
+                "PHP could not start the request; answering 500"
+            );
+        }
+        ExecOutcome::Done(end) => {
+            if end.fatal {
+                stats.fatal_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            if end.timed_out {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
     tracing::trace!(
         worker,
@@ -318,7 +376,6 @@ fn run(
         "PHP request done"
     );
     writer.finish();
-    stats.busy.fetch_sub(1, Ordering::Relaxed);
     stats.served.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -1,7 +1,7 @@
 //! [`PhpService`]: the final service for a document root. It resolves the request path
 //! (see [`script`](super::script)), serves static files, and for a script receives the
 //! body, queues the request for a worker and turns PHP's answer into a response. Every
-//! failure becomes a response here: 404, 400, 413, 503, 500.
+//! failure becomes a response here: 404, 400, 408, 413, 503, 500.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +18,7 @@ use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 
-use super::body::{BodyError, RequestBody};
+use super::body::{BodyError, MinRate, RequestBody};
 use super::control::{ClientGuard, RequestControl};
 use super::pool::{Abandoned, Job, JobControl, PoolHandle, SubmitError};
 use super::request::{ConnectionInfo, PhpRequest, RequestParts};
@@ -48,6 +48,7 @@ struct Inner {
     static_options: StaticOptions,
     sendfile_roots: Vec<PathBuf>,
     sse_timeout: Option<Duration>,
+    min_body_rate: MinRate,
 }
 
 /// How a request path was resolved, when a layer in front (the front controller) has
@@ -73,6 +74,7 @@ impl PhpService {
                 static_options: StaticOptions::default(),
                 sendfile_roots: vec![root_for_sendfile],
                 sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
+                min_body_rate: MinRate::NONE,
             }),
         })
     }
@@ -109,6 +111,12 @@ impl PhpService {
     /// Sets how static files are served (cache lifetime).
     pub fn static_options(mut self, options: StaticOptions) -> Self {
         Arc::make_mut(&mut self.inner).static_options = options;
+        self
+    }
+
+    /// Cuts off request bodies that arrive slower than `rate` with 408 Request Timeout.
+    pub fn min_body_rate(mut self, rate: MinRate) -> Self {
+        Arc::make_mut(&mut self.inner).min_body_rate = rate;
         self
     }
 
@@ -172,11 +180,12 @@ impl Inner {
             tracing::info!(uri = %parts.uri, declared, limit = self.max_body_size, "request body too large; answering 413");
             return error_response(StatusCode::PAYLOAD_TOO_LARGE);
         }
-        let body = match RequestBody::receive(body, self.max_body_size).await {
+        let body = match RequestBody::receive(body, self.max_body_size, self.min_body_rate).await {
             Ok(body) => body,
             Err(err) => {
                 let status = match err {
                     BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
                     BodyError::Client(_) => StatusCode::BAD_REQUEST,
                     BodyError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };

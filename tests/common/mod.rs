@@ -67,7 +67,15 @@ impl TestServer {
                 if std::env::var_os("TEST_SERVER_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                // The public listener: "listening on http://ADDR" or "https://ADDR" (the
+                // internal server's line comes later and is read by `internal_addr`).
+                let public = line
+                    .split("listening on http")
+                    .nth(1)
+                    .filter(|_| !line.contains("internal server"))
+                    .map(|rest| rest.trim_start_matches('s'))
+                    .and_then(|rest| rest.strip_prefix("://"));
+                if let Some(rest) = public {
                     let addr: String = rest
                         .chars()
                         .take_while(|c| !c.is_whitespace() && *c != '"')
@@ -97,6 +105,53 @@ impl TestServer {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The internal server's address (started with `INTERNAL_ADDR=127.0.0.1:0`).
+    pub fn internal_addr(&self) -> SocketAddr {
+        let needle = "internal server listening on http://";
+        assert!(
+            self.wait_for_log(needle, Duration::from_secs(10)),
+            "no internal server; log:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let rest = log.split(needle).nth(1).unwrap();
+        let addr: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        addr.parse().unwrap()
+    }
+
+    /// `http://INTERNAL_ADDR{path}`.
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal_addr())
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `HUP`, …) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything the server logged so far.
@@ -183,6 +238,36 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM into `dir`.
+pub struct DevCert {
+    /// The certificate file.
+    pub cert: PathBuf,
+    /// The private key file.
+    pub key: PathBuf,
+    /// The certificate, DER, to trust in clients.
+    pub der: Vec<u8>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+/// Generates a [`DevCert`] named `name` in `dir`.
+pub fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = dir.join(format!("{name}.crt.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    let pem = generated.cert.pem();
+    std::fs::write(&cert, &pem).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    DevCert {
+        cert,
+        key,
+        der: generated.cert.der().to_vec(),
+        pem,
     }
 }
 

@@ -1,0 +1,582 @@
+//! One connection's life: the TLS handshake, HTTP/1.1 or HTTP/2 (hyper-util's auto builder
+//! picks by the preface), the connection's facts on every request, and the watchdog that
+//! closes connections which send nothing, send headers too slowly, or sit idle.
+//!
+//! The watchdog works from what the connection does, not from the socket alone:
+//!
+//! - a connection that has not started a request `header_timeout` after it was accepted
+//!   (TLS handshake included) is closed;
+//! - an HTTP/1 connection whose next request head started arriving more than
+//!   `header_timeout` ago, and is not complete, is closed;
+//! - a connection with no request in flight for `idle_timeout` is closed. A request in
+//!   flight — a slow PHP script, a long stream — never is.
+//!
+//! HTTP/2 connections get a GOAWAY and a moment to close; HTTP/1 ones are dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
+
+use crate::early_hints::{EarlyHints, SharedIo};
+use crate::error_response::error_response;
+use crate::php::ConnectionInfo;
+
+/// After the watchdog asks an HTTP/2 connection to close, how long it may take before it
+/// is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How often a draining connection that has not sent its first request is looked at.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// The per-connection limits the watchdog and the service enforce.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_uri_length: usize,
+}
+
+/// Everything a connection task needs, shared by all connections of a listener.
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub builder: auto::Builder<TokioExecutor>,
+    pub router: Router,
+    pub limits: Limits,
+    pub tls: Option<super::TlsConfig>,
+    pub local: SocketAddr,
+}
+
+/// Serves one accepted connection until it ends, is closed by the watchdog, or drains.
+/// `_permit` is the connection's place under the connection limit; `_drain` keeps the
+/// listener's drain waiting until this connection is gone.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    drain: watch::Receiver<bool>,
+    _permit: Option<OwnedSemaphorePermit>,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let info = ConnectionInfo {
+        remote,
+        local: shared.local,
+        tls: shared.tls.is_some(),
+    };
+    match &shared.tls {
+        Some(tls) => {
+            let acceptor = tls.acceptor(shared.limits.header_timeout);
+            match axum_server::accept::Accept::accept(&acceptor, stream, ()).await {
+                Ok((stream, _)) => {
+                    let io = Watched::new(stream, Arc::clone(&activity));
+                    drive(&shared, io, info, activity, drain).await;
+                }
+                Err(err) => {
+                    tracing::debug!(%remote, error = %err, "TLS handshake failed or timed out; connection closed");
+                }
+            }
+        }
+        None => {
+            let io = Watched::new(stream, Arc::clone(&activity));
+            drive(&shared, io, info, activity, drain).await;
+        }
+    }
+}
+
+async fn drive<I>(
+    shared: &Shared,
+    io: I,
+    info: ConnectionInfo,
+    activity: Arc<Activity>,
+    mut drain: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Shared with the requests' Early Hints, which write 103s while a response is pending.
+    let io = SharedIo::new(io);
+    let service = ConnectionService {
+        router: shared.router.clone(),
+        info,
+        activity: Arc::clone(&activity),
+        max_uri_length: shared.limits.max_uri_length,
+        early_hints: io.early_hints(),
+    };
+    let connection = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = pin!(connection);
+    let mut closing = false;
+    let mut drop_at: Option<Instant> = None;
+    let limits = shared.limits;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(remote = %info.remote, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            reason = watchdog(&activity, limits), if drop_at.is_none() => {
+                tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
+                if !activity.is_http2() {
+                    // Nothing is in flight: an HTTP/1 connection has nothing to finish.
+                    return;
+                }
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                drop_at = Some(Instant::now() + CLOSE_GRACE);
+            }
+            () = draining(&mut drain, &activity), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = sleep_until_some(drop_at) => return,
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the listener drains and this connection may be asked to close: at once
+/// if it has served a request, else when its first request starts (so a connection
+/// accepted just before the signal still gets its answer; the watchdog bounds the wait).
+async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
+    if drain.wait_for(|draining| *draining).await.is_err() {
+        // The listener is gone without draining: nothing to wait for.
+        return std::future::pending().await;
+    }
+    while activity.requests.load(Ordering::Acquire) == 0 {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Resolves when the connection should be closed, with the reason. It sleeps until the
+/// next deadline, and wakes early when the activity changes one.
+async fn watchdog(activity: &Activity, limits: Limits) -> CloseReason {
+    loop {
+        let changed = activity.changed.notified();
+        let now = activity.born.elapsed();
+        match activity.deadline(limits) {
+            Some((at, reason)) if now >= at => return reason,
+            Some((at, _)) => {
+                tokio::select! {
+                    () = tokio::time::sleep(at - now) => {}
+                    () = changed => {}
+                }
+            }
+            // A request is in flight: wait until that changes.
+            None => changed.await,
+        }
+    }
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CloseReason {
+    /// No request within the header timeout of the connection opening.
+    NoRequest,
+    /// A request head took longer than the header timeout.
+    SlowHeaders,
+    /// No request in flight for the idle timeout.
+    Idle,
+}
+
+impl CloseReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::NoRequest => "no request within HEADER_TIMEOUT_SECS of connecting",
+            Self::SlowHeaders => "request headers not complete within HEADER_TIMEOUT_SECS",
+            Self::Idle => "idle for IDLE_TIMEOUT_SECS",
+        }
+    }
+}
+
+// === impl Activity ===
+
+/// What a connection has been doing, shared by its IO, its requests and its watchdog.
+/// Times are milliseconds since `born`; 0 in `head_started_ms` means "not started".
+#[derive(Debug)]
+pub(super) struct Activity {
+    born: Instant,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    idle_since_ms: AtomicU64,
+    head_started_ms: AtomicU64,
+    sniffed: AtomicBool,
+    http2: AtomicBool,
+    /// Woken when a deadline may have moved: a head started, the last request ended.
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+            sniffed: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes arrived. While no request is in flight on HTTP/1 they start a request head.
+    fn on_read(&self, data: &[u8]) {
+        if !self.sniffed.load(Ordering::Relaxed) && data.len() >= 3 {
+            self.sniffed.store(true, Ordering::Relaxed);
+            // The HTTP/2 connection preface starts "PRI * HTTP/2.0".
+            self.http2
+                .store(data.starts_with(b"PRI"), Ordering::Relaxed);
+        }
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let now = self.now_ms().saturating_add(1);
+            if self
+                .head_started_ms
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// A request reached the service; the guard marks it finished when dropped.
+    fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        self.head_started_ms.store(0, Ordering::Release);
+        InFlight {
+            activity: Arc::clone(self),
+        }
+    }
+
+    /// When (ms since `born`, as a duration) the watchdog should close the connection,
+    /// and why; None while a request is in flight.
+    fn deadline(&self, limits: Limits) -> Option<(Duration, CloseReason)> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.requests.load(Ordering::Acquire) == 0 {
+            return Some((limits.header_timeout, CloseReason::NoRequest));
+        }
+        let idle =
+            Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + limits.idle_timeout;
+        let head_started = self.head_started_ms.load(Ordering::Acquire);
+        if head_started > 0 && !self.is_http2() {
+            let slow = Duration::from_millis(head_started - 1) + limits.header_timeout;
+            if slow < idle {
+                return Some((slow, CloseReason::SlowHeaders));
+            }
+        }
+        Some((idle, CloseReason::Idle))
+    }
+}
+
+/// One request in flight on a connection.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    activity: Arc<Activity>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity
+            .idle_since_ms
+            .store(self.activity.now_ms(), Ordering::Release);
+        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.changed.notify_one();
+        }
+    }
+}
+
+// === impl Watched ===
+
+pin_project_lite::pin_project! {
+    /// The connection's IO, reporting arriving bytes to its [`Activity`].
+    struct Watched<I> {
+        #[pin]
+        inner: I,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<I> Watched<I> {
+    fn new(inner: I, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for Watched<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &result {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                this.activity.on_read(new);
+            }
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for Watched<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+// === impl ConnectionService ===
+
+/// The router for one connection: every request carries the connection's facts, counts
+/// as in flight until its response body is done, and is refused with 414 when its target
+/// is longer than the limit.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    info: ConnectionInfo,
+    activity: Arc<Activity>,
+    max_uri_length: usize,
+    early_hints: EarlyHints,
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = self.activity.begin_request();
+        let target_length = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if target_length > self.max_uri_length {
+            tracing::info!(
+                remote = %self.info.remote,
+                length = target_length,
+                limit = self.max_uri_length,
+                "request target too long; answering 414 (MAX_URI_LENGTH)"
+            );
+            return Box::pin(std::future::ready(Ok(error_response(
+                http::StatusCode::URI_TOO_LONG,
+            ))));
+        }
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.info);
+        if request.version() == http::Version::HTTP_11 {
+            request.extensions_mut().insert(self.early_hints.clone());
+        }
+        let future = tower::Service::call(&mut self.router.clone(), request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|body| Body::new(InFlightBody { inner: body, guard })))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is done.
+    struct InFlightBody {
+        #[pin]
+        inner: Body,
+        guard: InFlight,
+    }
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        header_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        max_uri_length: 8192,
+    };
+
+    #[test]
+    fn a_silent_connection_is_due_at_the_header_timeout() {
+        let activity = Arc::new(Activity::new());
+        assert_eq!(
+            activity.deadline(LIMITS),
+            Some((Duration::from_secs(5), CloseReason::NoRequest))
+        );
+        // Bytes alone do not count as a request.
+        activity.on_read(b"GET / HT");
+        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::NoRequest);
+    }
+
+    #[test]
+    fn in_flight_requests_are_never_due_and_idle_counts_from_the_last() {
+        let activity = Arc::new(Activity::new());
+        let a = activity.begin_request();
+        let b = activity.begin_request();
+        assert_eq!(activity.deadline(LIMITS), None);
+        drop(a);
+        assert_eq!(activity.deadline(LIMITS), None);
+        drop(b);
+        let ended = activity.idle_since_ms.load(Ordering::Relaxed);
+        assert_eq!(
+            activity.deadline(LIMITS),
+            Some((
+                Duration::from_millis(ended) + LIMITS.idle_timeout,
+                CloseReason::Idle
+            ))
+        );
+    }
+
+    #[test]
+    fn a_slow_http1_head_after_a_request_is_due_at_the_header_timeout() {
+        let activity = Arc::new(Activity::new());
+        activity.on_read(b"GET / HTTP/1.1\r\n\r\n");
+        drop(activity.begin_request());
+        activity.idle_since_ms.store(20_000, Ordering::Relaxed);
+        activity.on_read(b"GET /next");
+        // Pretend the head started 30 s in.
+        activity.head_started_ms.store(30_001, Ordering::Relaxed);
+        assert_eq!(
+            activity.deadline(LIMITS),
+            Some((Duration::from_secs(35), CloseReason::SlowHeaders))
+        );
+        // The head completes: the request starts and the slow-head clock stops.
+        drop(activity.begin_request());
+        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::Idle);
+    }
+
+    #[test]
+    fn http2_frames_between_requests_only_count_towards_idle() {
+        let activity = Arc::new(Activity::new());
+        activity.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        drop(activity.begin_request());
+        activity.on_read(b"\x00\x00\x08\x06\x00"); // a PING
+        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::Idle);
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_wakes_when_a_slow_head_starts() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(60),
+            ..LIMITS
+        };
+        let activity = Arc::new(Activity::new());
+        let request = activity.begin_request();
+        let watching = {
+            let activity = Arc::clone(&activity);
+            tokio::spawn(async move { watchdog(&activity, limits).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(request);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        activity.on_read(b"GET /slow");
+        let reason = tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("the watchdog slept through the slow head")
+            .unwrap();
+        assert_eq!(reason, CloseReason::SlowHeaders);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_fires_at_the_deadline() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(100),
+            ..LIMITS
+        };
+        let activity = Arc::new(Activity::new());
+        let started = Instant::now();
+        let reason = watchdog(&activity, limits).await;
+        assert_eq!(reason, CloseReason::NoRequest);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(95) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+}
