@@ -167,7 +167,8 @@ impl App {
                     .access_log
                     .then(|| AccessLogLayer::new().trusted_proxies(config.trusted_proxies.clone())),
             )
-            .layer(MetricsLayer::new())
+            // HTTP metrics are read on the internal server; without it they cost for nothing.
+            .option_layer(config.internal_addr.is_some().then(MetricsLayer::new))
             .option_layer(config.request_timeout.map(|timeout| {
                 RequestTimeoutLayer::new(timeout).error_responder(self.error_pages.clone())
             }))

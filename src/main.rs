@@ -57,7 +57,10 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    metrics::install_recorder();
+    // Nobody can read HTTP metrics without the internal server: do not collect them then.
+    if internal_addr.is_some() {
+        metrics::install_recorder();
+    }
     let app = match App::start(config) {
         Ok(app) => app,
         Err(err) => {
