@@ -7,7 +7,7 @@ PHP_CONFIG_PATH = $(shell scripts/setup-php.sh)
 CARGO ?= cargo
 LISTEN_ADDR ?= 127.0.0.1:8080
 
-.PHONY: run test php build release lint fmt clean-php
+.PHONY: run test php build release lint fmt bench clean-php
 
 php:
 	@scripts/setup-php.sh >/dev/null
@@ -31,6 +31,9 @@ lint: php
 
 fmt:
 	$(CARGO) fmt --all
+
+bench: php
+	bench/run.sh
 
 clean-php:
 	rm -rf "$${TOKIO_PHP_CACHE:-$$HOME/.cache/tokio_php}"

@@ -24,8 +24,16 @@ fn docroot() -> (tempfile::TempDir, PathBuf) {
 fn script_resolution(c: &mut Criterion) {
     let (_dir, root) = docroot();
     let mut group = c.benchmark_group("resolve");
-    for path in ["/hello.php", "/index.php/users/42", "/assets/css/app.css", "/users/42", "/"] {
-        group.bench_function(path, |b| b.iter(|| resolve(black_box(&root), black_box(path))));
+    for path in [
+        "/hello.php",
+        "/index.php/users/42",
+        "/assets/css/app.css",
+        "/users/42",
+        "/",
+    ] {
+        group.bench_function(path, |b| {
+            b.iter(|| resolve(black_box(&root), black_box(path)))
+        });
     }
     group.finish();
 }
@@ -51,8 +59,14 @@ fn header_conversion(c: &mut Criterion) {
     let mut request_headers = HeaderMap::new();
     for (name, value) in [
         ("host", "example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"),
-        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
         ("accept-language", "en-US,en;q=0.5"),
         ("accept-encoding", "gzip, deflate, br, zstd"),
         ("cookie", "session=abc123; theme=dark"),

@@ -406,6 +406,7 @@ pub struct Config {
     /// php.ini to load instead of PHP's search ([`ENV_PHP_INI`]).
     pub php_ini: Option<PathBuf>,
     /// Cache lifetime of static files; None sends no Cache-Control ([`ENV_STATIC_CACHE_TTL`]).
+    #[serde(rename = "static_cache_ttl_secs", serialize_with = "opt_secs")]
     pub static_cache_ttl: Option<Duration>,
     /// Front controller script, relative to the document root ([`ENV_INDEX_FILE`]).
     pub index_file: Option<String>,
@@ -417,10 +418,12 @@ pub struct Config {
     /// Log filter ([`ENV_LOG_LEVEL`]).
     pub log_level: String,
     /// Longest wait for a response head; None: no limit ([`ENV_REQUEST_TIMEOUT`]).
+    #[serde(rename = "request_timeout_secs", serialize_with = "opt_secs")]
     pub request_timeout: Option<Duration>,
     /// Requests per client per window; 0 = no limit ([`ENV_RATE_LIMIT`]).
     pub rate_limit: u32,
     /// The rate limit's window ([`ENV_RATE_WINDOW`]).
+    #[serde(rename = "rate_window_secs", serialize_with = "secs")]
     pub rate_window: Duration,
     /// Proxies whose forwarding headers are believed ([`ENV_TRUSTED_PROXIES`]).
     #[serde(serialize_with = "proxies")]
@@ -438,6 +441,7 @@ pub struct Config {
     pub profile: bool,
     /// Longest life of a server-sent events response; None: unbounded
     /// ([`ENV_SSE_TIMEOUT`]).
+    #[serde(rename = "sse_timeout_secs", serialize_with = "opt_secs")]
     pub sse_timeout: Option<Duration>,
     /// TLS certificate chain, PEM ([`ENV_TLS_CERT`]).
     pub tls_cert: Option<PathBuf>,
@@ -515,6 +519,14 @@ impl Default for Config {
 
 fn secs<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(value.as_secs())
+}
+
+/// Seconds as a number (fractions for sub-second values), or null when off.
+fn opt_secs<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => serializer.serialize_f64(d.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn proxies<S: Serializer>(value: &TrustedProxies, serializer: S) -> Result<S::Ok, S::Error> {
