@@ -156,10 +156,12 @@ impl App {
         let (php, worker_pool) = match config.worker_script_path() {
             None => (php, None),
             Some(script) => {
-                let script = script.canonicalize().map_err(|source| StartError::WorkerScript {
-                    path: script.display().to_string(),
-                    source,
-                })?;
+                let script = script
+                    .canonicalize()
+                    .map_err(|source| StartError::WorkerScript {
+                        path: script.display().to_string(),
+                        source,
+                    })?;
                 let count = match config.worker_count {
                     0 => workers,
                     n => n,

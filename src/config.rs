@@ -1197,7 +1197,11 @@ impl Config {
         {
             return Err(invalid(
                 ENV_WORKER_SCRIPT,
-                &self.worker_script.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                &self
+                    .worker_script
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
                 &format!(
                     "an existing PHP file, relative to DOCUMENT_ROOT or absolute ({} not found)",
                     path.display()

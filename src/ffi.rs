@@ -458,7 +458,12 @@ impl<H: WorkerHost> Driving for Driver<'_, H> {
 
     fn end(&mut self, end: ScriptEnd) {
         if let Some(active) = self.active.take() {
-            let Active { job, raw, _vars, handler } = active;
+            let Active {
+                job,
+                raw,
+                _vars,
+                handler,
+            } = active;
             drop((raw, _vars, handler));
             // SAFETY: made by Box::into_raw in `next` and freed only here, once; the shim
             // no longer holds the request or its context.

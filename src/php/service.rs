@@ -229,7 +229,12 @@ impl Inner {
         }
     }
 
-    async fn run(&self, request: Request<Body>, script: ScriptMatch, pool: &PoolHandle) -> Response {
+    async fn run(
+        &self,
+        request: Request<Body>,
+        script: ScriptMatch,
+        pool: &PoolHandle,
+    ) -> Response {
         let (parts, body) = request.into_parts();
         let declared = parts
             .headers

@@ -23,8 +23,8 @@ use super::output::{OutputWriter, RequestContext};
 use super::pool::{Job, JobControl, PoolHandle, PoolStats, WORKER_STACK_SIZE};
 use super::request::{PhpRequest, SERVER_SOFTWARE};
 use crate::ffi::{
-    self, ExecOutcome, ExecRequest, Interrupter, PhpLogLevel, SapiHandler, ScriptEnd,
-    ServerVars, ThreadGuard, WorkerHost, WorkerJob,
+    self, ExecOutcome, ExecRequest, Interrupter, PhpLogLevel, SapiHandler, ScriptEnd, ServerVars,
+    ThreadGuard, WorkerHost, WorkerJob,
 };
 
 /// First wait before a worker script that failed before serving a request starts again.
@@ -201,7 +201,10 @@ fn worker_thread(id: usize, shared: &Shared, jobs: Receiver<Job>, stop: Receiver
                 continue;
             }
             Some(LoopEnd::Reload) => {
-                tracing::info!(worker = id, "PHP files changed (WATCH); restarting the worker script");
+                tracing::info!(
+                    worker = id,
+                    "PHP files changed (WATCH); restarting the worker script"
+                );
                 backoff = Duration::ZERO;
                 continue;
             }
@@ -215,7 +218,12 @@ fn worker_thread(id: usize, shared: &Shared, jobs: Receiver<Job>, stop: Receiver
         };
         if served > 0 {
             backoff = Duration::ZERO;
-            tracing::warn!(worker = id, script, served, "worker script stopped: {how}; restarting it");
+            tracing::warn!(
+                worker = id,
+                script,
+                served,
+                "worker script stopped: {how}; restarting it"
+            );
             continue;
         }
         backoff = (backoff * 2).clamp(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
@@ -332,7 +340,11 @@ impl RunningJob {
         } = job;
         let span = span.entered();
         if !control.start(interrupter) {
-            tracing::debug!(worker, request = request.tag(), "request given up while queued; not run");
+            tracing::debug!(
+                worker,
+                request = request.tag(),
+                "request given up while queued; not run"
+            );
             return None;
         }
         shared.stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +383,11 @@ impl RunningJob {
             count.fetch_add(1, Ordering::Relaxed);
         }
         stats.served.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(worker = self.worker, request = self.request.tag(), "worker-mode request done");
+        tracing::trace!(
+            worker = self.worker,
+            request = self.request.tag(),
+            "worker-mode request done"
+        );
         let Self { writer, stats, .. } = self;
         writer.finish();
         stats.busy.fetch_sub(1, Ordering::Relaxed);
@@ -593,7 +609,10 @@ mod tests {
     #[test]
     fn script_names_come_from_the_root() {
         assert_eq!(
-            script_name(Path::new("/srv/public"), Path::new("/srv/public/worker.php")),
+            script_name(
+                Path::new("/srv/public"),
+                Path::new("/srv/public/worker.php")
+            ),
             "/worker.php"
         );
         assert_eq!(
