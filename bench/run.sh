@@ -96,9 +96,77 @@ for ($i = 0; $i < 1024; $i++) {
     echo $line;
 }
 PHP
+# The "app" case: a bootstrap that loads 200 classes and builds a small container, run on
+# every request classically (/app.php) and once per thread in worker mode (WORKER_SCRIPT).
+mkdir -p "$DOCROOT/app/src"
+for i in $(seq 1 200); do
+  cat > "$DOCROOT/app/src/Service$i.php" <<PHP
+<?php
+namespace App;
+final class Service$i
+{
+    private array \$config;
+    public function __construct(array \$config) { \$this->config = \$config; }
+    public function name(): string { return 'service$i'; }
+    public function weight(): int { return (\$this->config['base'] ?? 0) + $i; }
+}
+PHP
+done
+cat > "$DOCROOT/app/bootstrap.php" <<'PHP'
+<?php
+// Autoloader, configuration and a container of 200 services: what a framework boots.
+spl_autoload_register(static function (string $class): void {
+    if (str_starts_with($class, 'App\\')) {
+        require __DIR__ . '/src/' . substr($class, 4) . '.php';
+    }
+});
+final class Container
+{
+    private array $factories = [];
+    private array $instances = [];
+    public function set(string $id, callable $factory): void { $this->factories[$id] = $factory; }
+    public function get(string $id): object { return $this->instances[$id] ??= ($this->factories[$id])($this); }
+    public function ids(): array { return array_keys($this->factories); }
+}
+$config = ['base' => 10, 'name' => 'bench', 'debug' => false];
+$container = new Container();
+for ($i = 1; $i <= 200; $i++) {
+    $class = "App\Service$i";
+    $container->set($class, static fn () => new $class($config));
+    $container->get($class); // warm: every class is loaded and built at boot
+}
+return $container;
+PHP
+cat > "$DOCROOT/app/handle.php" <<'PHP'
+<?php
+return static function (Container $container): string {
+    $sum = 0;
+    foreach ($container->ids() as $id) {
+        $sum += $container->get($id)->weight();
+    }
+    return json_encode(['services' => count($container->ids()), 'sum' => $sum, 'path' => $_SERVER['REQUEST_URI']]);
+};
+PHP
+cat > "$DOCROOT/app.php" <<'PHP'
+<?php
+$container = require __DIR__ . '/app/bootstrap.php';
+$handle = require __DIR__ . '/app/handle.php';
+header('Content-Type: application/json');
+echo $handle($container);
+PHP
+cat > "$WORK/worker.php" <<PHP
+<?php
+\$container = require '$DOCROOT/app/bootstrap.php';
+\$handle = require '$DOCROOT/app/handle.php';
+while (tokio_handle_request(static function () use (\$container, \$handle): void {
+    header('Content-Type: application/json');
+    echo \$handle(\$container);
+})) {
+}
+PHP
 chmod -R a+rX "$WORK"
 
-CASES=("hello:/hello.php" "json:/json.php" "includes:/includes.php" "static:/static.txt" "big:/big.php")
+CASES=("hello:/hello.php" "json:/json.php" "includes:/includes.php" "static:/static.txt" "big:/big.php" "app:/app.php")
 
 # --- measuring ---------------------------------------------------------------------------
 # Sum of VmRSS (KiB) over a process and its descendant processes (threads share theirs).
@@ -181,6 +249,17 @@ for c in "${CASES[@]}"; do
   record tokio_php "$name" "$(measure_wrk "http://127.0.0.1:$PORT_TOKIO$path" "$TOKIO_PID")"
   record tokio_php "$name-h2" "$(measure_h2 "http://127.0.0.1:$PORT_TOKIO$path")"
 done
+stop "$TOKIO_PID"
+
+# --- tokio_php, worker mode: the "app" case booted once per thread ------------------------
+say "tokio_php worker mode"
+LISTEN_ADDR=127.0.0.1:$PORT_TOKIO DOCUMENT_ROOT=$DOCROOT PHP_WORKERS=${TOKIO_WORKERS:-0} \
+  QUEUE_CAPACITY=${TOKIO_QUEUE:-2048} WORKER_SCRIPT=$WORK/worker.php WORKER_MATCH=/worker \
+  LOG_LEVEL=warn "$TOKIO_BIN" >"$WORK/tokio-worker.log" 2>&1 &
+TOKIO_PID=$!; PIDS+=("$TOKIO_PID")
+wait_port $PORT_TOKIO
+curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TOKIO/worker"
+record "tokio_php worker" app "$(measure_wrk "http://127.0.0.1:$PORT_TOKIO/worker" "$TOKIO_PID")"
 stop "$TOKIO_PID"
 
 # --- nginx + php-fpm ---------------------------------------------------------------------
@@ -313,6 +392,13 @@ REPORT=bench/results/$([ "$SMOKE" = 1 ] && echo "smoke" || echo "$DATE").md
       $2==n && $1==best {split($3,f," ")}
       END { if (f[1] > 0) printf "| %s | %.2f | %s | %s |\n", n, t[1]/f[1], t[3], f[3] }' "$RESULTS"
   done
+  echo
+  echo "Worker mode (the app case: 200 classes and a container booted once per thread):"
+  echo
+  awk -F'\t' '
+    $2=="app" && $1=="tokio_php" {split($3,c," ")}
+    $2=="app" && $1=="tokio_php worker" {split($3,w," ")}
+    END { if (c[1] > 0) printf "classic %s req/s, worker mode %s req/s: %.1f x (target: 3 x or more)\n", c[1], w[1], w[1]/c[1] }' "$RESULTS"
 } >"$REPORT"
 say "wrote $REPORT"
 cat "$REPORT"

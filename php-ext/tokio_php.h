@@ -97,6 +97,13 @@ void tphp_thread_shutdown(void);
 /* Runs one request; fills `timings` when it is not NULL, and `end` (never NULL). */
 int tphp_execute(void *context, const tphp_request *request, tphp_timings *timings,
                  tphp_script_end *end);
+/* Worker mode: runs the worker script `boot->script_filename` once as a request whose output
+ * and log lines go to `boot_context` (a handler like tphp_execute's context), with `boot`'s
+ * $_SERVER. While it runs, tokio_handle_request() takes requests from `worker` through
+ * tphp_rust_worker_next / tphp_rust_worker_end. Returns like tphp_execute(); `end`
+ * describes how the script itself ended. */
+int tphp_worker_run(void *worker, void *boot_context, const tphp_request *boot,
+                    tphp_script_end *end);
 /* Makes the script running on that worker stop at its next opcode with "Maximum execution
  * time exceeded", exactly as PHP's own timer does (zend_timeout_handler). Safe from any
  * thread; the caller makes sure the worker still runs the request it means to stop. */
@@ -114,6 +121,14 @@ void tphp_rust_send_headers(void *context, int status);
 size_t tphp_rust_read_post(void *context, char *buf, size_t len);
 /* A message from PHP's error log; `context` is NULL outside a request. */
 void tphp_rust_log(void *context, const char *message, size_t len, int syslog_level);
+
+/* --- worker mode, called by tokio_handle_request(); `worker` is tphp_worker_run's --- */
+/* Blocks until the next request. Returns 1 with *request and *context set (both valid until
+ * tphp_rust_worker_end), or 0 when the loop must end (shutdown, restart, max requests). */
+int tphp_rust_worker_next(void *worker, const tphp_request **request, void **context);
+/* The request from the last tphp_rust_worker_next has ended: its output and headers were
+ * sent and its PHP state was reset. `end` says how its handler ended. */
+void tphp_rust_worker_end(void *worker, const tphp_script_end *end);
 
 /* --- the PHP functions of the tokio_php extension, answered by Rust --- */
 /* The request id; *ptr stays valid until the request ends. */

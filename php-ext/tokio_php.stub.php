@@ -45,3 +45,14 @@ function tokio_request_heartbeat(int $seconds = 0): bool {}
  *             a connection that cannot carry informational responses, such as HTTP/2)
  */
 function headers_send(int $status = 103): int {}
+
+
+/**
+ * Worker mode (WORKER_SCRIPT): waits for the next request, gives the script its
+ * superglobals, output and headers, calls $handler, sends the response and resets the
+ * request's state. Also available as frankenphp_handle_request().
+ *
+ * @return bool false when the worker script must leave its loop (the server is shutting
+ *              down, WORKER_MAX_REQUESTS was reached, or WATCH saw a change)
+ */
+function tokio_handle_request(callable $handler): bool {}

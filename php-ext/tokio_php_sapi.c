@@ -12,6 +12,8 @@
 #include <php_variables.h>
 #include <SAPI.h>
 #include <zend_extensions.h>
+#include <zend_exceptions.h>
+#include <php_output.h>
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
 #include <time.h>
@@ -26,6 +28,19 @@ ZEND_TSRMLS_CACHE_DEFINE()
 static const tphp_startup_config *startup_config = NULL;
 /* The request this worker thread is running, borrowed from tphp_execute()'s caller. */
 ZEND_TLS const tphp_request *current_request = NULL; /* ZEND_TLS includes static */
+
+/* Worker mode: what this thread's worker script runs with (all zero outside worker mode). */
+typedef struct {
+    void *worker;             /* Rust's handle for tphp_rust_worker_next / _end */
+    void *boot_context;       /* the handler of the script's own (idle) request */
+    const tphp_request *boot; /* the script's own request: its $_SERVER between requests */
+    int in_request;           /* a request from tphp_rust_worker_next is being handled */
+    int idle_request;         /* the script's own request state is active */
+} tphp_worker_state;
+ZEND_TLS tphp_worker_state worker_state;
+
+static void tphp_worker_request_startup(const tphp_request *r, void *context);
+static void tphp_worker_request_shutdown(void);
 
 /* === the tokio_php extension: PHP functions (signatures in tokio_php.stub.php) === */
 
@@ -47,6 +62,10 @@ ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_headers_send, 0, 0, IS_LONG, 0)
     ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, status, IS_LONG, 0, "103")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tokio_handle_request, 0, 1, _IS_BOOL, 0)
+    ZEND_ARG_TYPE_INFO(0, handler, IS_CALLABLE, 0)
 ZEND_END_ARG_INFO()
 
 PHP_FUNCTION(tokio_request_id)
@@ -131,6 +150,78 @@ PHP_FUNCTION(headers_send)
     RETURN_LONG(tphp_rust_send_informational(context, (int) status) ? status : 0);
 }
 
+/* Worker mode: waits for a request, runs $handler with that request's superglobals and
+ * output, ends the request, returns true; false when the worker must leave its loop. */
+PHP_FUNCTION(tokio_handle_request)
+{
+    zend_fcall_info fci;
+    zend_fcall_info_cache fcc;
+    ZEND_PARSE_PARAMETERS_START(1, 1)
+        Z_PARAM_FUNC(fci, fcc)
+    ZEND_PARSE_PARAMETERS_END();
+
+    if (!worker_state.worker) {
+        zend_throw_error(NULL, "%s() works only in a worker script (WORKER_SCRIPT)",
+                         get_active_function_name());
+        RETURN_THROWS();
+    }
+    if (worker_state.in_request) {
+        zend_throw_error(NULL, "%s() cannot be called while a request is being handled",
+                         get_active_function_name());
+        RETURN_THROWS();
+    }
+    /* The script's own request (its boot, or the code between two requests) ends first. */
+    if (worker_state.idle_request) {
+        tphp_worker_request_shutdown();
+        worker_state.idle_request = 0;
+    }
+    const tphp_request *r = NULL;
+    void *context = NULL;
+    if (!tphp_rust_worker_next(worker_state.worker, &r, &context) || !r || !context) {
+        /* php_request_shutdown(), when the script ends, expects a request to be active. */
+        tphp_worker_request_startup(worker_state.boot, worker_state.boot_context);
+        worker_state.idle_request = 1;
+        RETURN_FALSE;
+    }
+    worker_state.in_request = 1;
+    tphp_worker_request_startup(r, context);
+
+    /* A fatal error in the handler longjmps to tphp_worker_run()'s zend_try (C frames only):
+     * the script ends and Rust restarts it. */
+    zval retval;
+    ZVAL_UNDEF(&retval);
+    fci.retval = &retval;
+    if (zend_call_function(&fci, &fcc) == SUCCESS) {
+        zval_ptr_dtor(&retval);
+    }
+    zend_object *exiting = NULL;
+    if (EG(exception)) {
+        if (zend_is_unwind_exit(EG(exception)) || zend_is_graceful_exit(EG(exception))) {
+            /* exit(): end this request, then let the exit end the script. */
+            exiting = EG(exception);
+            EG(exception) = NULL;
+        } else {
+            /* "PHP Fatal error: Uncaught …" and a 500, as for a classic script; the
+             * application's state is intact, so the loop goes on. */
+            zend_exception_error(EG(exception), E_ERROR);
+        }
+    }
+    tphp_script_end end;
+    end.last_error_type = PG(last_error_message) ? PG(last_error_type) : 0;
+    end.timed_out = (PG(connection_status) & PHP_CONNECTION_TIMEOUT) != 0;
+    tphp_worker_request_shutdown();
+    worker_state.in_request = 0;
+    tphp_rust_worker_end(worker_state.worker, &end);
+
+    tphp_worker_request_startup(worker_state.boot, worker_state.boot_context);
+    worker_state.idle_request = 1;
+    if (exiting) {
+        EG(exception) = exiting;
+        RETURN_FALSE;
+    }
+    RETURN_TRUE;
+}
+
 static const zend_function_entry tokio_php_functions[] = {
     PHP_FE(tokio_request_id, arginfo_tokio_request_id)
     PHP_FE(tokio_worker_id, arginfo_tokio_worker_id)
@@ -138,6 +229,7 @@ static const zend_function_entry tokio_php_functions[] = {
     PHP_FE(tokio_finish_request, arginfo_tokio_finish_request)
     PHP_FE(tokio_request_heartbeat, arginfo_tokio_request_heartbeat)
     PHP_FE(headers_send, arginfo_headers_send)
+    PHP_FE(tokio_handle_request, arginfo_tokio_handle_request)
     PHP_FE_END
 };
 
@@ -146,6 +238,68 @@ static const zend_function_entry fastcgi_alias_functions[] = {
     ZEND_RAW_FENTRY("fastcgi_finish_request", PHP_FN(tokio_finish_request), arginfo_tokio_finish_request, 0)
     PHP_FE_END
 };
+
+/* Symfony Runtime's and Laravel Octane's FrankenPHP runners call frankenphp_handle_request(). */
+static const zend_function_entry frankenphp_alias_functions[] = {
+    ZEND_RAW_FENTRY("frankenphp_handle_request", PHP_FN(tokio_handle_request), arginfo_tokio_handle_request, 0)
+    PHP_FE_END
+};
+/* === putenv() without touching the process environment ===
+ *
+ * PHP's putenv() calls setenv(3), which races with every other thread reading the
+ * environment (other PHP workers, Rust). tokio_php keeps a request's putenv() values in a
+ * per-thread table instead: getenv() sees them (through the SAPI's getenv callback), other
+ * threads and requests do not, and they are dropped at the end of the request, which is
+ * when php-fpm restores the environment too. */
+
+ZEND_TLS HashTable *request_env = NULL; /* emalloc'd for the current request, or NULL */
+
+PHP_FUNCTION(tokio_putenv)
+{
+    zend_string *setting;
+    ZEND_PARSE_PARAMETERS_START(1, 1)
+        Z_PARAM_STR(setting)
+    ZEND_PARSE_PARAMETERS_END();
+    const char *p = ZSTR_VAL(setting);
+    const char *eq = memchr(p, '=', ZSTR_LEN(setting));
+    size_t name_len = eq ? (size_t) (eq - p) : ZSTR_LEN(setting);
+    if (name_len == 0) {
+        zend_argument_value_error(1, "must have a valid syntax");
+        RETURN_THROWS();
+    }
+    if (!request_env) {
+        ALLOC_HASHTABLE(request_env);
+        zend_hash_init(request_env, 8, NULL, ZVAL_PTR_DTOR, 0);
+    }
+    zval value;
+    if (eq) {
+        ZVAL_STRINGL(&value, eq + 1, ZSTR_LEN(setting) - name_len - 1);
+    } else {
+        ZVAL_NULL(&value); /* "NAME" alone unsets it for this request */
+    }
+    zend_hash_str_update(request_env, p, name_len, &value);
+    RETURN_TRUE;
+}
+
+static char *tphp_getenv(const char *name, size_t name_len)
+{
+    if (!request_env) {
+        return NULL;
+    }
+    zval *value = zend_hash_str_find(request_env, name, name_len);
+    /* NULL falls back to the real environment; sapi_getenv copies what it gets. */
+    return value && Z_TYPE_P(value) == IS_STRING ? Z_STRVAL_P(value) : NULL;
+}
+
+static PHP_RSHUTDOWN_FUNCTION(tokio_php)
+{
+    if (request_env) {
+        zend_hash_destroy(request_env);
+        FREE_HASHTABLE(request_env);
+        request_env = NULL;
+    }
+    return SUCCESS;
+}
 
 static PHP_MINIT_FUNCTION(tokio_php)
 {
@@ -158,9 +312,18 @@ static PHP_MINIT_FUNCTION(tokio_php)
     if (startup_config && startup_config->opcache_path && !zend_get_extension("Zend OPcache")) {
         zend_load_extension(startup_config->opcache_path);
     }
+    zend_function *putenv_fn = zend_hash_str_find_ptr(CG(function_table), "putenv",
+                                                      sizeof("putenv") - 1);
+    if (putenv_fn && putenv_fn->type == ZEND_INTERNAL_FUNCTION) {
+        putenv_fn->internal_function.handler = ZEND_FN(tokio_putenv);
+    }
     if (!zend_hash_str_exists(CG(function_table), "fastcgi_finish_request",
                               sizeof("fastcgi_finish_request") - 1)) {
         zend_register_functions(NULL, fastcgi_alias_functions, NULL, MODULE_PERSISTENT);
+    }
+    if (!zend_hash_str_exists(CG(function_table), "frankenphp_handle_request",
+                              sizeof("frankenphp_handle_request") - 1)) {
+        zend_register_functions(NULL, frankenphp_alias_functions, NULL, MODULE_PERSISTENT);
     }
     return SUCCESS;
 }
@@ -179,7 +342,7 @@ static zend_module_entry tokio_php_module_entry = {
     PHP_MINIT(tokio_php),
     NULL,
     NULL,
-    NULL,
+    PHP_RSHUTDOWN(tokio_php),
     PHP_MINFO(tokio_php),
     "0.1.0",
     STANDARD_MODULE_PROPERTIES,
@@ -304,6 +467,7 @@ static sapi_module_struct tphp_sapi_module = {
     .register_server_variables = tphp_register_server_variables,
     .log_message = tphp_log_message,
     .get_request_time = tphp_get_request_time,
+    .getenv = tphp_getenv,
     .ini_defaults = tphp_ini_defaults,
     /* A server does not read php.ini from whatever directory it was started in. */
     .php_ini_ignore_cwd = 1,
@@ -453,5 +617,146 @@ int tphp_execute(void *context, const tphp_request *r, tphp_timings *timings,
     SG(request_info).path_translated = NULL;
     SG(request_info).content_type = NULL;
     current_request = NULL;
+    return result;
+}
+
+/* === worker mode === */
+
+/* Modules whose per-request state must be reset between two requests of a worker script,
+ * as FrankenPHP does: input filtering and sessions. */
+static const char *const tphp_request_modules[] = {"filter", "session", NULL};
+
+static void tphp_request_modules_call(int startup)
+{
+    for (const char *const *name = tphp_request_modules; *name; name++) {
+        zend_module_entry *module = zend_hash_str_find_ptr(&module_registry, *name, strlen(*name));
+        if (!module) {
+            continue;
+        }
+        if (startup && module->request_startup_func) {
+            module->request_startup_func(module->type, module->module_number);
+        } else if (!startup && module->request_shutdown_func) {
+            module->request_shutdown_func(module->type, module->module_number);
+        }
+    }
+}
+
+/* Sets up one request inside the running worker script: what php_request_startup() does,
+ * minus the executor, which keeps the application's state. */
+static void tphp_worker_request_startup(const tphp_request *r, void *context)
+{
+    current_request = r;
+    SG(server_context) = context;
+    SG(request_info).request_method = r->method;
+    SG(request_info).request_uri = (char *) r->request_uri;
+    SG(request_info).query_string = (char *) r->query_string;
+    SG(request_info).path_translated = (char *) r->script_filename;
+    SG(request_info).content_type = r->content_type;
+    SG(request_info).content_length = r->content_length < 0 ? 0 : r->content_length;
+
+    if (PG(last_error_message)) {
+        zend_string_release(PG(last_error_message));
+        PG(last_error_message) = NULL;
+    }
+    if (PG(last_error_file)) {
+        zend_string_release(PG(last_error_file));
+        PG(last_error_file) = NULL;
+    }
+    PG(last_error_type) = 0;
+    PG(last_error_lineno) = 0;
+    zend_atomic_bool_store(&EG(timed_out), false);
+
+    php_output_activate();
+    PG(header_is_being_sent) = 0;
+    PG(connection_status) = PHP_CONNECTION_NORMAL;
+    sapi_activate();
+    /* sapi_activate() resets these to its own defaults. */
+    SG(request_info).proto_num = r->proto_num;
+    SG(request_info).headers_only = r->headers_only;
+    SG(sapi_headers).http_response_code = 200;
+    if (r->authorization) {
+        php_handle_auth_data(r->authorization);
+    }
+    if (PG(expose_php)) {
+        sapi_add_header(SAPI_PHP_VERSION_HEADER, sizeof(SAPI_PHP_VERSION_HEADER) - 1, 1);
+    }
+    if (PG(output_handler) && PG(output_handler)[0]) {
+        zval handler;
+        ZVAL_STRING(&handler, PG(output_handler));
+        php_output_start_user(&handler, 0, PHP_OUTPUT_HANDLER_STDFLAGS);
+        zval_ptr_dtor(&handler);
+    } else if (PG(output_buffering)) {
+        php_output_start_user(NULL, PG(output_buffering) > 1 ? PG(output_buffering) : 0,
+                              PHP_OUTPUT_HANDLER_STDFLAGS);
+    } else if (PG(implicit_flush)) {
+        php_output_set_implicit_flush(1);
+    }
+
+    /* Fresh superglobals: the previous request's arrays are released (the symbol table's
+     * references go when the new ones replace them). $_SERVER and $_REQUEST are built on
+     * first use at compile time, which has passed: build them now. */
+    for (int i = 0; i < NUM_TRACK_VARS; i++) {
+        zval_ptr_dtor(&PG(http_globals)[i]);
+        ZVAL_UNDEF(&PG(http_globals)[i]);
+    }
+    php_hash_environment();
+    zend_is_auto_global(ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_SERVER));
+    zend_is_auto_global(ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_REQUEST));
+    tphp_request_modules_call(1);
+
+    zend_set_timeout(EG(timeout_seconds), 1);
+    SG(sapi_started) = 1;
+}
+
+/* Ends one request inside the running worker script: output flushed, headers sent, the
+ * session written, uploaded files removed, request memory of the SAPI freed. */
+static void tphp_worker_request_shutdown(void)
+{
+    zend_try {
+        php_output_end_all();
+    } zend_end_try();
+    zend_try {
+        php_header();
+    } zend_end_try();
+    zend_try {
+        tphp_request_modules_call(0);
+    } zend_end_try();
+    zend_try {
+        php_output_deactivate();
+    } zend_end_try();
+    /* The request body's temp stream would otherwise live until the script ends. */
+    if (SG(request_info).request_body) {
+        php_stream_close(SG(request_info).request_body);
+        SG(request_info).request_body = NULL;
+    }
+    zend_try {
+        sapi_deactivate();
+    } zend_end_try();
+    zend_unset_timeout();
+    zend_set_memory_limit(PG(memory_limit));
+    SG(request_info).request_method = NULL;
+    SG(request_info).request_uri = NULL;
+    SG(request_info).query_string = NULL;
+    SG(request_info).path_translated = NULL;
+    SG(request_info).content_type = NULL;
+    SG(server_context) = worker_state.boot_context;
+    current_request = worker_state.boot;
+}
+
+int tphp_worker_run(void *worker, void *boot_context, const tphp_request *boot,
+                    tphp_script_end *end)
+{
+    worker_state.worker = worker;
+    worker_state.boot_context = boot_context;
+    worker_state.boot = boot;
+    worker_state.in_request = 0;
+    worker_state.idle_request = 1;
+    int result = tphp_execute(boot_context, boot, NULL, end);
+    if (worker_state.in_request) {
+        /* The script ended inside a handler (fatal error, timeout): php_request_shutdown()
+         * has sent that request what it produced, with PHP's 500. */
+        tphp_rust_worker_end(worker, end);
+    }
+    memset(&worker_state, 0, sizeof worker_state);
     return result;
 }

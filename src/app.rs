@@ -19,6 +19,7 @@ use crate::php::PhpService;
 use crate::php::body::MinRate;
 use crate::php::engine::{self, PhpEngine};
 use crate::php::pool::{PoolHandle, WorkerPool};
+use crate::php::worker::{WorkerModePool, WorkerSettings};
 use crate::static_files::StaticOptions;
 
 /// Why the application could not start.
@@ -41,6 +42,14 @@ pub enum StartError {
     /// The front controller (INDEX_FILE) cannot be used.
     #[error(transparent)]
     FrontController(#[from] FrontControllerError),
+    /// The worker script cannot be used (`WORKER_SCRIPT`).
+    #[error("WORKER_SCRIPT {path} cannot be used: {source}")]
+    WorkerScript {
+        /// The resolved path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The document root cannot be used.
     #[error("document root {path} cannot be used: {source}")]
     DocumentRoot {
@@ -77,6 +86,7 @@ pub struct App {
     config: Config,
     engine: Option<PhpEngine>,
     pool: Option<WorkerPool>,
+    worker_pool: Option<WorkerModePool>,
     php: PhpService,
     front_controller: Option<FrontControllerLayer>,
     error_pages: ErrorPageSet,
@@ -100,6 +110,18 @@ impl App {
             ),
         };
         let mut workers = config.effective_workers();
+        if config.worker_script.is_some() && !ffi::is_zts() {
+            return Err(ConfigError {
+                name: crate::config::ENV_WORKER_SCRIPT,
+                value: config
+                    .worker_script
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                expected: "a thread-safe (ZTS) PHP: worker mode runs beside the classic worker; build one with `make php`".to_owned(),
+            }
+            .into());
+        }
         if !ffi::is_zts() && workers > 1 {
             tracing::warn!(
                 requested = workers,
@@ -131,6 +153,43 @@ impl App {
         } else {
             php.sendfile_roots(&config.sendfile_roots)
         };
+        let (php, worker_pool) = match config.worker_script_path() {
+            None => (php, None),
+            Some(script) => {
+                let script = script
+                    .canonicalize()
+                    .map_err(|source| StartError::WorkerScript {
+                        path: script.display().to_string(),
+                        source,
+                    })?;
+                let count = match config.worker_count {
+                    0 => workers,
+                    n => n,
+                };
+                let worker_pool = WorkerModePool::start(WorkerSettings {
+                    script: script.clone(),
+                    document_root: php.document_root().to_path_buf(),
+                    count,
+                    max_requests: config.worker_max_requests,
+                    capacity: config.effective_queue_capacity(count),
+                    watch: config.watch,
+                })
+                .map_err(|source| StartError::Workers {
+                    workers: count,
+                    source,
+                })?;
+                tracing::info!(
+                    script = %script.display(),
+                    workers = count,
+                    max_requests = config.worker_max_requests,
+                    r#match = %config.worker_match,
+                    watch = config.watch,
+                    "worker mode on"
+                );
+                let php = php.worker_mode(worker_pool.handle(), &script, &config.worker_match);
+                (php, Some(worker_pool))
+            }
+        };
         let front_controller = match &config.index_file {
             Some(script) => Some(FrontControllerLayer::new(php.document_root(), script)?),
             None => None,
@@ -147,6 +206,7 @@ impl App {
             config,
             engine: Some(engine),
             pool: Some(pool),
+            worker_pool,
             php,
             front_controller,
             error_pages,
@@ -199,6 +259,7 @@ impl App {
         internal::router(
             self.lifecycle.clone(),
             self.pool().clone(),
+            self.php.worker_pool().cloned(),
             self.config.to_json(),
         )
     }
@@ -232,6 +293,9 @@ impl App {
     /// Finishes queued requests, ends the workers and shuts PHP down.
     pub fn shutdown(mut self) {
         self.lifecycle.start_draining();
+        if let Some(pool) = self.worker_pool.take() {
+            pool.shutdown();
+        }
         if let Some(pool) = self.pool.take() {
             pool.shutdown();
         }

@@ -81,6 +81,16 @@ pub const ENV_DRAIN_TIMEOUT_SECS: &str = "DRAIN_TIMEOUT_SECS";
 pub const ENV_OPCACHE_JIT: &str = "OPCACHE_JIT";
 /// Memory for JIT-compiled code when [`ENV_OPCACHE_JIT`] switches it on.
 pub const ENV_OPCACHE_JIT_BUFFER_SIZE: &str = "OPCACHE_JIT_BUFFER_SIZE";
+/// Worker mode: a PHP script that boots the application once and serves requests in a loop.
+pub const ENV_WORKER_SCRIPT: &str = "WORKER_SCRIPT";
+/// Threads running [`ENV_WORKER_SCRIPT`] (0 = as many as PHP_WORKERS).
+pub const ENV_WORKER_COUNT: &str = "WORKER_COUNT";
+/// Requests a worker script serves before it is restarted (0 = no limit).
+pub const ENV_WORKER_MAX_REQUESTS: &str = "WORKER_MAX_REQUESTS";
+/// Path prefix of the requests that go to [`ENV_WORKER_SCRIPT`].
+pub const ENV_WORKER_MATCH: &str = "WORKER_MATCH";
+/// `1` restarts the worker scripts when a PHP file under the document root changes.
+pub const ENV_WATCH: &str = "WATCH";
 
 /// Default for [`ENV_LISTEN_ADDR`].
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
@@ -134,6 +144,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`ENV_OPCACHE_JIT_BUFFER_SIZE`]: 64 MiB.
 pub const DEFAULT_OPCACHE_JIT_BUFFER_SIZE: u64 = 64 * 1024 * 1024;
+/// Default for [`ENV_WORKER_MATCH`]: every path.
+pub const DEFAULT_WORKER_MATCH: &str = "/";
 /// Longest timeout any `*_SECS` setting accepts: one day.
 pub const MAX_SECS: u64 = 86_400;
 
@@ -320,6 +332,31 @@ pub const SETTINGS: &[Setting] = &[
         default: "64M",
         help: "memory for JIT-compiled code when OPCACHE_JIT switches JIT on",
     },
+    Setting {
+        env: ENV_WORKER_SCRIPT,
+        default: "",
+        help: "worker mode: PHP script (relative to DOCUMENT_ROOT, or absolute) that boots once and serves requests with tokio_handle_request(); off when unset",
+    },
+    Setting {
+        env: ENV_WORKER_COUNT,
+        default: "0",
+        help: "threads running WORKER_SCRIPT; 0 = as many as PHP_WORKERS",
+    },
+    Setting {
+        env: ENV_WORKER_MAX_REQUESTS,
+        default: "0",
+        help: "requests each worker script serves before it is restarted; 0 = no limit",
+    },
+    Setting {
+        env: ENV_WORKER_MATCH,
+        default: DEFAULT_WORKER_MATCH,
+        help: "path prefix of the requests WORKER_SCRIPT serves; others run classically (static files are always served as files)",
+    },
+    Setting {
+        env: ENV_WATCH,
+        default: "0",
+        help: "1 restarts the worker scripts when a .php file under DOCUMENT_ROOT changes (development)",
+    },
 ];
 
 /// How log lines are written.
@@ -474,6 +511,18 @@ pub struct Config {
     pub opcache_jit: Option<JitMode>,
     /// JIT buffer size in bytes ([`ENV_OPCACHE_JIT_BUFFER_SIZE`]).
     pub opcache_jit_buffer_size: u64,
+    /// Worker-mode script, relative to the document root or absolute; None = off
+    /// ([`ENV_WORKER_SCRIPT`]).
+    pub worker_script: Option<PathBuf>,
+    /// Threads running the worker script; 0 = as many as PHP workers ([`ENV_WORKER_COUNT`]).
+    pub worker_count: usize,
+    /// Requests per worker script before a restart; 0 = no limit
+    /// ([`ENV_WORKER_MAX_REQUESTS`]).
+    pub worker_max_requests: u64,
+    /// Path prefix of the requests the worker script serves ([`ENV_WORKER_MATCH`]).
+    pub worker_match: String,
+    /// Whether PHP file changes restart the worker scripts ([`ENV_WATCH`]).
+    pub watch: bool,
 }
 
 impl Default for Config {
@@ -513,6 +562,11 @@ impl Default for Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             opcache_jit: None,
             opcache_jit_buffer_size: DEFAULT_OPCACHE_JIT_BUFFER_SIZE,
+            worker_script: None,
+            worker_count: 0,
+            worker_max_requests: 0,
+            worker_match: DEFAULT_WORKER_MATCH.to_owned(),
+            watch: false,
         }
     }
 }
@@ -809,7 +863,75 @@ impl Config {
                     )
                 })?;
         }
+        config.worker_script = source.get(ENV_WORKER_SCRIPT).map(PathBuf::from);
+        if let Some(v) = source.get(ENV_WORKER_COUNT) {
+            config.worker_count = parse_count(ENV_WORKER_COUNT, &v)?;
+        }
+        if let Some(v) = source.get(ENV_WORKER_MAX_REQUESTS) {
+            config.worker_max_requests = v.trim().parse::<u64>().map_err(|_| {
+                invalid(
+                    ENV_WORKER_MAX_REQUESTS,
+                    &v,
+                    "a whole number of requests; 0 = no limit",
+                )
+            })?;
+        }
+        if let Some(v) = source.get(ENV_WORKER_MATCH) {
+            if !v.starts_with('/') {
+                return Err(invalid(
+                    ENV_WORKER_MATCH,
+                    &v,
+                    "a URL path prefix starting with / (such as / or /api)",
+                ));
+            }
+            config.worker_match = v;
+        }
+        if let Some(v) = source.get(ENV_WATCH) {
+            config.watch = parse_switch(ENV_WATCH, &v)?;
+        }
         Ok(config)
+    }
+
+    /// Turns worker mode on: `script` (relative to the document root, or absolute) boots
+    /// once per worker thread and serves requests with `tokio_handle_request()`.
+    pub fn worker_script(mut self, script: impl Into<PathBuf>) -> Self {
+        self.worker_script = Some(script.into());
+        self
+    }
+
+    /// Sets the worker-mode threads (0 = as many as PHP workers).
+    pub fn worker_count(mut self, count: usize) -> Self {
+        self.worker_count = count;
+        self
+    }
+
+    /// Restarts each worker script after `requests` requests (0 = never).
+    pub fn worker_max_requests(mut self, requests: u64) -> Self {
+        self.worker_max_requests = requests;
+        self
+    }
+
+    /// Sends only paths under `prefix` to the worker script; others run classically.
+    pub fn worker_match(mut self, prefix: impl Into<String>) -> Self {
+        self.worker_match = prefix.into();
+        self
+    }
+
+    /// Restarts the worker scripts when a PHP file under the document root changes.
+    pub fn watch(mut self, on: bool) -> Self {
+        self.watch = on;
+        self
+    }
+
+    /// The worker script's path: as given when absolute, else under the document root.
+    pub fn worker_script_path(&self) -> Option<PathBuf> {
+        self.worker_script.as_ref().map(|script| {
+            if script.is_absolute() {
+                script.clone()
+            } else {
+                self.document_root.join(script)
+            }
+        })
     }
 
     /// Sets the listener address.
@@ -1080,6 +1202,29 @@ impl Config {
                 ENV_MAX_HEADER_SIZE,
                 &self.max_header_size.to_string(),
                 "at least 8K",
+            ));
+        }
+        if let Some(path) = self.worker_script_path()
+            && !path.is_file()
+        {
+            return Err(invalid(
+                ENV_WORKER_SCRIPT,
+                &self
+                    .worker_script
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                &format!(
+                    "an existing PHP file, relative to DOCUMENT_ROOT or absolute ({} not found)",
+                    path.display()
+                ),
+            ));
+        }
+        if !self.worker_match.starts_with('/') {
+            return Err(invalid(
+                ENV_WORKER_MATCH,
+                &self.worker_match,
+                "a URL path prefix starting with /",
             ));
         }
         for (name, value) in [

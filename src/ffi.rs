@@ -153,6 +153,12 @@ unsafe extern "C" {
         end: *mut TphpScriptEnd,
     ) -> c_int;
     fn tphp_interrupt(interrupt: *const TphpInterruptHandle);
+    fn tphp_worker_run(
+        worker: *mut c_void,
+        boot_context: *mut c_void,
+        boot: *const TphpRequest,
+        end: *mut TphpScriptEnd,
+    ) -> c_int;
 }
 
 // === safe wrappers ===
@@ -287,37 +293,9 @@ impl ThreadGuard {
         handler: &mut dyn SapiHandler,
         timings: Option<&mut ExecTimings>,
     ) -> ExecOutcome {
-        let vars: Vec<TphpStr> = request
-            .server_vars
-            .entries
-            .iter()
-            .flat_map(|&(name, value)| {
-                [
-                    request.server_vars.slice(name),
-                    request.server_vars.slice(value),
-                ]
-            })
-            .map(str_arg)
-            .collect();
-        let raw = TphpRequest {
-            method: request.method.as_ptr(),
-            request_uri: request.request_uri.as_ptr(),
-            query_string: request.query_string.as_ptr(),
-            script_filename: request.script_filename.as_ptr(),
-            content_type: opt_ptr(request.content_type),
-            content_length: request
-                .content_length
-                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
-            cookie: opt_ptr(request.cookie),
-            authorization: opt_ptr(request.authorization),
-            proto_num: request.proto_num,
-            headers_only: c_int::from(request.headers_only),
-            request_time: request.request_time,
-            server_vars: vars.as_ptr(),
-            server_vars_len: request.server_vars.entries.len(),
-        };
-        let mut handler: &mut dyn SapiHandler = handler;
-        let context = (&mut handler as *mut &mut dyn SapiHandler).cast::<c_void>();
+        let (raw, _vars) = raw_request(request);
+        let mut handler: *mut dyn SapiHandler = handler;
+        let context = (&mut handler as *mut *mut dyn SapiHandler).cast::<c_void>();
         let mut stamps = TphpTimings::default();
         let stamps_ptr = if timings.is_some() {
             &mut stamps as *mut TphpTimings
@@ -325,7 +303,7 @@ impl ThreadGuard {
             std::ptr::null_mut()
         };
         let mut end = TphpScriptEnd::default();
-        // SAFETY: `raw` and what it points to (request, vars) outlive the call; `context`
+        // SAFETY: `raw` and what it points to (request, `_vars`) outlive the call; `context`
         // points to `handler`, which nothing else touches until tphp_execute returns, and
         // the shim clears its copies of both before returning. `stamps_ptr` is NULL or
         // points to `stamps`, and `end` is a live local, both only written by the shim.
@@ -334,13 +312,163 @@ impl ThreadGuard {
         if let Some(timings) = timings {
             *timings = ExecTimings::from_stamps(&stamps);
         }
-        if rc == TPHP_DONE {
-            ExecOutcome::Done(ScriptEnd {
-                fatal: end.last_error_type & FATAL_ERROR_TYPES != 0,
-                timed_out: end.timed_out != 0,
-            })
-        } else {
-            ExecOutcome::StartupFailed
+        outcome(rc, &end)
+    }
+
+    /// Runs a worker script on this thread: `boot` is the script's own request (its output
+    /// and log lines go to `boot_handler`), and each `tokio_handle_request()` call in it
+    /// takes the next request from `host`. Returns when the script ends.
+    pub(crate) fn run_worker<H: WorkerHost>(
+        &self,
+        boot: &ExecRequest<'_>,
+        boot_handler: &mut dyn SapiHandler,
+        host: &mut H,
+    ) -> ExecOutcome {
+        let (raw, _vars) = raw_request(boot);
+        let mut boot_handler: *mut dyn SapiHandler = boot_handler;
+        let boot_context = (&mut boot_handler as *mut *mut dyn SapiHandler).cast::<c_void>();
+        let mut driver = Driver { host, active: None };
+        let mut driving: *mut dyn Driving = &mut driver;
+        let worker = (&mut driving as *mut *mut dyn Driving).cast::<c_void>();
+        let mut end = TphpScriptEnd::default();
+        // SAFETY: as in `execute`: `raw`, `_vars`, `boot_handler` and `driver` outlive the
+        // call and are only reached through the pointers given, by this thread, during it;
+        // the shim forgets them before returning. This thread owns a PHP context.
+        let rc = unsafe { tphp_worker_run(worker, boot_context, &raw, &mut end) };
+        let outcome = outcome(rc, &end);
+        // The shim ends a request the script died in; should it not have, end it here.
+        if driver.active.is_some() {
+            let end = match outcome {
+                ExecOutcome::Done(end) => end,
+                ExecOutcome::StartupFailed => ScriptEnd::default(),
+            };
+            driver.end(end);
+        }
+        outcome
+    }
+}
+
+fn outcome(rc: c_int, end: &TphpScriptEnd) -> ExecOutcome {
+    if rc == TPHP_DONE {
+        ExecOutcome::Done(ScriptEnd::from_raw(end))
+    } else {
+        ExecOutcome::StartupFailed
+    }
+}
+
+/// The shim's form of a request, and the `$_SERVER` table its `server_vars` points into
+/// (heap memory: keep the Vec alive, unmoved or moved, while the shim uses the request).
+fn raw_request(request: &ExecRequest<'_>) -> (TphpRequest, Vec<TphpStr>) {
+    let vars: Vec<TphpStr> = request
+        .server_vars
+        .entries
+        .iter()
+        .flat_map(|&(name, value)| {
+            [
+                request.server_vars.slice(name),
+                request.server_vars.slice(value),
+            ]
+        })
+        .map(str_arg)
+        .collect();
+    let raw = TphpRequest {
+        method: request.method.as_ptr(),
+        request_uri: request.request_uri.as_ptr(),
+        query_string: request.query_string.as_ptr(),
+        script_filename: request.script_filename.as_ptr(),
+        content_type: opt_ptr(request.content_type),
+        content_length: request
+            .content_length
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        cookie: opt_ptr(request.cookie),
+        authorization: opt_ptr(request.authorization),
+        proto_num: request.proto_num,
+        headers_only: c_int::from(request.headers_only),
+        request_time: request.request_time,
+        server_vars: vars.as_ptr(),
+        server_vars_len: request.server_vars.entries.len(),
+    };
+    (raw, vars)
+}
+
+// === worker mode ===
+
+/// Where a worker script's `tokio_handle_request()` gets its requests.
+pub(crate) trait WorkerHost {
+    /// One request taken for the script.
+    type Job: WorkerJob;
+    /// Blocks until the next request; None makes `tokio_handle_request()` return false.
+    fn next(&mut self) -> Option<Self::Job>;
+    /// `job` has ended: PHP sent its output and headers and reset its state.
+    fn end(&mut self, job: Self::Job, end: ScriptEnd);
+}
+
+/// One request a worker script handles.
+pub(crate) trait WorkerJob {
+    /// The request as PHP sees it; must return the same data for the job's whole life.
+    fn request(&self) -> ExecRequest<'_>;
+    /// Where PHP's output, headers and log lines go.
+    fn handler(&mut self) -> &mut (dyn SapiHandler + 'static);
+}
+
+/// The request a worker script is handling, in the form the shim holds it.
+struct Active<J> {
+    /// Owned; made by Box::into_raw, freed by `Driver::end`.
+    job: *mut J,
+    raw: Box<TphpRequest>,
+    _vars: Vec<TphpStr>,
+    handler: Box<*mut dyn SapiHandler>,
+}
+
+/// The object-safe face of [`Driver`] the C callbacks reach through the worker pointer.
+trait Driving {
+    /// The next request's shim form and handler context, valid until `end`.
+    fn next(&mut self) -> Option<(*const TphpRequest, *mut c_void)>;
+    fn end(&mut self, end: ScriptEnd);
+}
+
+struct Driver<'h, H: WorkerHost> {
+    host: &'h mut H,
+    active: Option<Active<H::Job>>,
+}
+
+impl<H: WorkerHost> Driving for Driver<'_, H> {
+    fn next(&mut self) -> Option<(*const TphpRequest, *mut c_void)> {
+        if self.active.is_some() {
+            // The shim ends each request before asking for the next; never leave one open.
+            self.end(ScriptEnd::default());
+        }
+        let job = Box::into_raw(Box::new(self.host.next()?));
+        // SAFETY: `job` was just made from a Box and is only freed in `end`; the request's
+        // strings live in the job and do not move while it lives.
+        let (raw, vars) = raw_request(&unsafe { &*job }.request());
+        // SAFETY: as above; the handler lives in the job, on the heap.
+        let handler: *mut dyn SapiHandler = unsafe { &mut *job }.handler();
+        let mut active = Active {
+            job,
+            raw: Box::new(raw),
+            _vars: vars,
+            handler: Box::new(handler),
+        };
+        let request = &*active.raw as *const TphpRequest;
+        let context = (&mut *active.handler as *mut *mut dyn SapiHandler).cast::<c_void>();
+        self.active = Some(active);
+        Some((request, context))
+    }
+
+    fn end(&mut self, end: ScriptEnd) {
+        if let Some(active) = self.active.take() {
+            let Active {
+                job,
+                raw,
+                _vars,
+                handler,
+            } = active;
+            drop((raw, _vars, handler));
+            // SAFETY: made by Box::into_raw in `next` and freed only here, once; the shim
+            // no longer holds the request or its context.
+            let job = unsafe { Box::from_raw(job) };
+            self.host.end(*job, end);
         }
     }
 }
@@ -424,6 +552,15 @@ pub(crate) struct ScriptEnd {
     pub fatal: bool,
     /// `max_execution_time` ended it (also counted as fatal).
     pub timed_out: bool,
+}
+
+impl ScriptEnd {
+    fn from_raw(end: &TphpScriptEnd) -> Self {
+        Self {
+            fatal: end.last_error_type & FATAL_ERROR_TYPES != 0,
+            timed_out: end.timed_out != 0,
+        }
+    }
 }
 
 /// How a request ended, from the shim's point of view.
@@ -547,17 +684,68 @@ macro_rules! ffi_callback {
     };
 }
 
-/// The handler behind a context pointer given to tphp_execute, or None for NULL.
+/// The handler behind a context pointer given to the shim, or None for NULL.
 ///
 /// # Safety
-/// `context` must be NULL or the pointer made in [`ThreadGuard::execute`], during that call.
+/// `context` must be NULL or a pointer made in [`ThreadGuard::execute`] or
+/// [`ThreadGuard::run_worker`] (a `*mut *mut dyn SapiHandler`), while it is valid.
 unsafe fn handler<'a>(context: *mut c_void) -> Option<&'a mut dyn SapiHandler> {
     if context.is_null() {
         return None;
     }
-    // SAFETY: per this function's contract, `context` points to a live `&mut dyn
-    // SapiHandler` that only this callback uses while it runs.
-    Some(unsafe { &mut **context.cast::<&mut dyn SapiHandler>() })
+    // SAFETY: per this function's contract, `context` points to a live pointer to a
+    // handler that only this callback uses while it runs.
+    Some(unsafe { &mut **context.cast::<*mut dyn SapiHandler>() })
+}
+
+/// The worker-mode driver behind a worker pointer given to tphp_worker_run.
+///
+/// # Safety
+/// `worker` must be NULL or the pointer made in [`ThreadGuard::run_worker`], during it.
+unsafe fn driver<'a>(worker: *mut c_void) -> Option<&'a mut dyn Driving> {
+    if worker.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract, `worker` points to a live pointer to the
+    // driver, used by one callback at a time on the worker's thread.
+    Some(unsafe { &mut **worker.cast::<*mut dyn Driving>() })
+}
+
+ffi_callback! {
+    /// `tokio_handle_request()` waits here for its next request.
+    fn tphp_rust_worker_next(worker: *mut c_void, request: *mut *const TphpRequest, context: *mut *mut c_void) -> c_int, fallback 0, {
+        if request.is_null() || context.is_null() {
+            return 0;
+        }
+        // SAFETY: the shim passes the pointer tphp_worker_run was given.
+        let Some(driver) = (unsafe { driver(worker) }) else {
+            return 0;
+        };
+        match driver.next() {
+            Some((r, c)) => {
+                // SAFETY: both out-pointers were checked non-null and point to the shim's
+                // locals.
+                unsafe {
+                    *request = r;
+                    *context = c;
+                }
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
+ffi_callback! {
+    /// The request `tokio_handle_request()` took has ended.
+    fn tphp_rust_worker_end(worker: *mut c_void, end: *const TphpScriptEnd) -> (), fallback (), {
+        // SAFETY: `end` is NULL or the shim's local, valid for the call.
+        let end = unsafe { end.as_ref() }.map(ScriptEnd::from_raw).unwrap_or_default();
+        // SAFETY: the shim passes the pointer tphp_worker_run was given.
+        if let Some(driver) = unsafe { driver(worker) } {
+            driver.end(end);
+        }
+    }
 }
 
 /// # Safety

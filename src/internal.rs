@@ -83,12 +83,19 @@ impl Default for Lifecycle {
 struct Internal {
     lifecycle: Lifecycle,
     pool: PoolHandle,
+    worker_pool: Option<PoolHandle>,
     config: Arc<serde_json::Value>,
 }
 
-/// The internal routes over `pool`, answering readiness from `lifecycle` and showing
-/// `config` (already redacted) at `/config`.
-pub fn router(lifecycle: Lifecycle, pool: PoolHandle, config: serde_json::Value) -> Router {
+/// The internal routes over `pool` (and the worker-mode pool, when worker mode is on),
+/// answering readiness from `lifecycle` and showing `config` (already redacted) at
+/// `/config`.
+pub fn router(
+    lifecycle: Lifecycle,
+    pool: PoolHandle,
+    worker_pool: Option<PoolHandle>,
+    config: serde_json::Value,
+) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -98,6 +105,7 @@ pub fn router(lifecycle: Lifecycle, pool: PoolHandle, config: serde_json::Value)
         .with_state(Internal {
             lifecycle,
             pool,
+            worker_pool,
             config: Arc::new(config),
         })
 }
@@ -134,7 +142,10 @@ async fn health(State(internal): State<Internal>) -> Response {
 }
 
 async fn metrics(State(internal): State<Internal>) -> Response {
-    let text = crate::metrics::render(&internal.pool);
+    let mut text = crate::metrics::render(&internal.pool);
+    if let Some(worker_pool) = &internal.worker_pool {
+        crate::metrics::render_worker_mode(worker_pool, &mut text);
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -177,6 +188,7 @@ mod tests {
         let router = router(
             lifecycle.clone(),
             pool.handle(),
+            None,
             serde_json::json!({"tls_key": "[redacted]"}),
         );
         assert_eq!(get(&router, "/livez").await.0, StatusCode::OK);

@@ -144,6 +144,71 @@ pub fn render_pool(pool: &PoolHandle, out: &mut String) {
     );
 }
 
+/// Appends the worker-mode pool's metrics (`WORKER_SCRIPT`), in Prometheus text format.
+pub fn render_worker_mode(pool: &PoolHandle, out: &mut String) {
+    let stats = pool.stats();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+    family(
+        "tokio_php_worker_mode_workers",
+        "gauge",
+        "Threads running the worker script.",
+        &[(String::new(), pool.workers() as u64)],
+    );
+    family(
+        "tokio_php_worker_mode_busy_workers",
+        "gauge",
+        "Worker-mode threads handling a request now.",
+        &[(String::new(), stats.busy.load(Ordering::Relaxed) as u64)],
+    );
+    family(
+        "tokio_php_worker_mode_queue_depth",
+        "gauge",
+        "Requests waiting for a worker script.",
+        &[(String::new(), pool.queue_depth() as u64)],
+    );
+    family(
+        "tokio_php_worker_mode_restarts_total",
+        "counter",
+        "Worker scripts started again (ended, failed, WORKER_MAX_REQUESTS, WATCH).",
+        &[(String::new(), load(&stats.script_restarts))],
+    );
+    let per_worker: Vec<(String, u64)> = stats
+        .requests_per_worker
+        .iter()
+        .enumerate()
+        .map(|(id, count)| (format!("{{worker=\"{id}\"}}"), load(count)))
+        .collect();
+    family(
+        "tokio_php_worker_mode_requests_total",
+        "counter",
+        "Requests served by each worker-mode thread.",
+        &per_worker,
+    );
+    family(
+        "tokio_php_worker_mode_fatal_errors_total",
+        "counter",
+        "Worker-mode requests that ended in a fatal error or an uncaught exception.",
+        &[(String::new(), load(&stats.fatal_errors))],
+    );
+    family(
+        "tokio_php_worker_mode_timeouts_total",
+        "counter",
+        "Worker-mode requests ended by max_execution_time or REQUEST_TIMEOUT.",
+        &[(String::new(), load(&stats.timeouts))],
+    );
+    stats.execution_seconds.render(
+        out,
+        "tokio_php_worker_mode_execution_duration_seconds",
+        "Time a worker script spent handling a request.",
+    );
+}
+
 // === impl Histogram ===
 
 /// Upper bounds of [`Histogram`] buckets, in seconds.

@@ -396,3 +396,51 @@ async fn x_sendfile_outside_the_roots_is_a_500_never_the_file() {
         Duration::from_secs(5)
     ));
 }
+
+#[tokio::test]
+async fn putenv_stays_in_its_request_and_thread() {
+    let server = TestServer::start(&[("PHP_WORKERS", "2")]);
+    let v = json(
+        client()
+            .get(server.url("/putenv.php?set=one"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["before"], false);
+    assert_eq!(v["after"], "one");
+    assert_eq!(v["same"], true);
+    assert_eq!(v["path"], true, "the real environment still reads through");
+    // While one worker holds a putenv() value, the other worker does not see it.
+    let holder = tokio::spawn(
+        client()
+            .get(server.url("/putenv.php?set=held&hold=1"))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = json(
+        client()
+            .get(server.url("/putenv.php"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["before"], false);
+    assert_eq!(v["after"], false);
+    let held = json(holder.await.unwrap().unwrap()).await;
+    assert_eq!(held["after"], "held");
+    // And the next request on any worker starts clean.
+    for _ in 0..4 {
+        let v = json(
+            client()
+                .get(server.url("/putenv.php"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(v["before"], false);
+    }
+}

@@ -13,6 +13,7 @@ pub mod response;
 pub mod script;
 pub mod service;
 pub mod timings;
+pub mod worker;
 
 pub use request::ConnectionInfo;
 pub use service::PhpService;

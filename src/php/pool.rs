@@ -99,7 +99,7 @@ impl JobControl {
     }
 
     /// The worker takes the job; false if it was given up while queued.
-    fn start(&self, interrupter: &Interrupter) -> bool {
+    pub(crate) fn start(&self, interrupter: &Interrupter) -> bool {
         let mut state = self.lock();
         match &*state {
             JobState::Queued => {
@@ -111,7 +111,7 @@ impl JobControl {
     }
 
     /// The script has ended; interrupting is no longer possible.
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         *self.lock() = JobState::Finished;
     }
 
@@ -148,6 +148,11 @@ pub struct PoolStats {
     pub worker_restarts: AtomicU64,
     /// Time PHP spent running each request (request startup to shutdown), in seconds.
     pub execution_seconds: Histogram,
+    /// Worker mode: times a worker script was started again (it ended, failed, reached
+    /// WORKER_MAX_REQUESTS, or WATCH saw a change).
+    pub script_restarts: AtomicU64,
+    /// Worker mode: requests served by each worker thread, by its number.
+    pub requests_per_worker: Vec<AtomicU64>,
 }
 
 /// A handle that queues requests; cheap to clone.
@@ -159,6 +164,15 @@ pub struct PoolHandle {
 }
 
 impl PoolHandle {
+    /// A handle over a queue that `workers` threads read, counting into `stats`.
+    pub(crate) fn new(jobs: Sender<Job>, workers: usize, stats: Arc<PoolStats>) -> Self {
+        Self {
+            jobs,
+            workers,
+            stats,
+        }
+    }
+
     /// Queues `job`, or gives it back when the queue is full or closed.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         match self.jobs.try_send(job) {
@@ -290,10 +304,10 @@ fn supervised(
 }
 
 /// Counts a worker as busy while it lives, panics included.
-struct BusyGuard<'a>(&'a PoolStats);
+pub(crate) struct BusyGuard<'a>(&'a PoolStats);
 
 impl<'a> BusyGuard<'a> {
-    fn new(stats: &'a PoolStats) -> Self {
+    pub(crate) fn new(stats: &'a PoolStats) -> Self {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         Self(stats)
     }

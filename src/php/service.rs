@@ -49,6 +49,30 @@ struct Inner {
     sendfile_roots: Vec<PathBuf>,
     sse_timeout: Option<Duration>,
     min_body_rate: MinRate,
+    worker_mode: Option<WorkerRoute>,
+}
+
+/// Worker mode: which paths go to the worker script's pool.
+#[derive(Debug, Clone)]
+struct WorkerRoute {
+    pool: PoolHandle,
+    script: ScriptMatch,
+    prefix: String,
+}
+
+impl WorkerRoute {
+    /// Whether `path` lies under the prefix (`/api` takes `/api` and `/api/x`, not `/apix`).
+    fn matches(&self, path: &str) -> bool {
+        path_under(path, &self.prefix)
+    }
+}
+
+/// Whether `path` is `prefix` or below it, segment-wise.
+fn path_under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// How a request path was resolved, when a layer in front (the front controller) has
@@ -75,6 +99,7 @@ impl PhpService {
                 sendfile_roots: vec![root_for_sendfile],
                 sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
                 min_body_rate: MinRate::NONE,
+                worker_mode: None,
             }),
         })
     }
@@ -120,6 +145,28 @@ impl PhpService {
         self
     }
 
+    /// Worker mode: requests whose path lies under `prefix` run in the worker script
+    /// `script` (absolute) on `pool`, a [`WorkerModePool`](super::worker::WorkerModePool)'s
+    /// handle; static files are still served as files.
+    pub fn worker_mode(mut self, pool: PoolHandle, script: &Path, prefix: &str) -> Self {
+        let script_name = super::worker::script_name(&self.inner.root, script);
+        Arc::make_mut(&mut self.inner).worker_mode = Some(WorkerRoute {
+            pool,
+            script: ScriptMatch {
+                script_filename: script.to_path_buf(),
+                script_name,
+                path_info: None,
+            },
+            prefix: prefix.to_owned(),
+        });
+        self
+    }
+
+    /// The worker-mode pool, when worker mode is on.
+    pub fn worker_pool(&self) -> Option<&PoolHandle> {
+        self.inner.worker_mode.as_ref().map(|route| &route.pool)
+    }
+
     /// The canonical document root.
     pub fn document_root(&self) -> &Path {
         &self.inner.root
@@ -154,8 +201,21 @@ impl Inner {
             Some(ResolvedPath(resolution)) => resolution,
             None => script::resolve(&self.root, request.uri().path()),
         };
+        if let Some(route) = &self.worker_mode
+            && route.matches(request.uri().path())
+        {
+            match resolution {
+                // Files stay files; refusals stay refusals; everything else is the app's.
+                Resolution::File(_) | Resolution::Forbidden | Resolution::BadRequest => {}
+                Resolution::Script(_)
+                | Resolution::NotFound
+                | Resolution::DirectoryWithoutSlash => {
+                    return self.run(request, route.script.clone(), &route.pool).await;
+                }
+            }
+        }
         match resolution {
-            Resolution::Script(script) => self.run(request, script).await,
+            Resolution::Script(script) => self.run(request, script, &self.pool).await,
             Resolution::File(path) => {
                 static_files::serve(&path, request, &self.static_options).await
             }
@@ -169,7 +229,12 @@ impl Inner {
         }
     }
 
-    async fn run(&self, request: Request<Body>, script: ScriptMatch) -> Response {
+    async fn run(
+        &self,
+        request: Request<Body>,
+        script: ScriptMatch,
+        pool: &PoolHandle,
+    ) -> Response {
         let (parts, body) = request.into_parts();
         let declared = parts
             .headers
@@ -265,13 +330,13 @@ impl Inner {
             profile: parts.extensions.get::<CollectTimings>().is_some(),
             control: control.clone(),
         };
-        match self.pool.submit(job) {
+        match pool.submit(job) {
             Ok(()) => {}
             Err(SubmitError::QueueFull(job)) => {
                 client_guard.disarm();
                 tracing::warn!(
                     request = job.request.tag(),
-                    workers = self.pool.workers(),
+                    workers = pool.workers(),
                     "PHP queue full; answering 503"
                 );
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
@@ -502,6 +567,16 @@ fn redirect_to_directory(request: &Request<Body>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_prefixes_match_whole_segments() {
+        assert!(path_under("/anything", "/"));
+        assert!(path_under("/api", "/api"));
+        assert!(path_under("/api/users", "/api"));
+        assert!(!path_under("/apix", "/api"));
+        assert!(path_under("/api/x", "/api/"));
+        assert!(!path_under("/other", "/api"));
+    }
 
     #[test]
     fn mount_prefixes() {

@@ -75,18 +75,23 @@ impl TestServer {
                     .filter(|_| !line.contains("internal server"))
                     .map(|rest| rest.trim_start_matches('s'))
                     .and_then(|rest| rest.strip_prefix("://"));
-                if let Some(rest) = public {
-                    let addr: String = rest
-                        .chars()
+                let addr: Option<SocketAddr> = public.and_then(|rest| {
+                    rest.chars()
                         .take_while(|c| !c.is_whitespace() && *c != '"')
-                        .collect();
-                    if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse::<SocketAddr>()) {
-                        let _ = tx.send(addr);
-                    }
+                        .collect::<String>()
+                        .parse()
+                        .ok()
+                });
+                // The line is in the log before anyone learns the address from it.
+                {
+                    let mut log = log_writer.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
                 }
-                let mut log = log_writer.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
+                if let (Some(addr), Some(tx)) = (addr, addr_tx.as_ref()) {
+                    let _ = tx.send(addr);
+                    addr_tx = None;
+                }
             }
         });
         let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(60)) else {
