@@ -69,6 +69,8 @@ fn find_php_config() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cache/tokio_php")));
     if let Some(cache) = cache {
+        // A new build in the cache (its directory changes) is picked up on the next build.
+        println!("cargo::rerun-if-changed={}", cache.display());
         let mut builds: Vec<PathBuf> = std::fs::read_dir(&cache)
             .into_iter()
             .flatten()

@@ -26,12 +26,14 @@ fi
 
 CACHE=${TOKIO_PHP_CACHE:-$HOME/.cache/tokio_php}
 PHP_SERIES=${PHP_SERIES:-8.2}
+# Bumped whenever the build itself changes (flags, patches), so a cached build is redone.
+BUILD_REV=r2
 if [ -n "${PHP_TARBALL:-}" ]; then
   base=$(basename "$PHP_TARBALL")
   base=${base%.tar.*}
-  PREFIX="$CACHE/$base-zts"
+  PREFIX="$CACHE/$base-zts-$BUILD_REV"
 else
-  PREFIX="$CACHE/php$PHP_SERIES-debian-zts"
+  PREFIX="$CACHE/php$PHP_SERIES-debian-zts-$BUILD_REV"
 fi
 
 if [ -x "$PREFIX/bin/php-config" ] && [ -f "$PREFIX/.complete" ]; then
@@ -99,6 +101,20 @@ SRC=$(find "$WORK" -mindepth 1 -maxdepth 1 -type d -name 'php*' | head -n 1)
 [ -n "$SRC" ] && [ -f "$SRC/main/php.h" ] || die "no PHP source tree found in $WORK"
 cd "$SRC"
 [ -x ./configure ] || { say "generating configure"; ./buildconf --force >&2; }
+
+# ZTS PHP guards dtoa's Bigint free lists (used to print every float, json_encode
+# included) with one process-wide mutex, which worker threads then queue on. Give each
+# thread its own free lists instead and drop that lock; the lock around the shared
+# powers-of-5 cache stays. Skipped, with a note, if the source does not match.
+if grep -q '^ static Bigint \*freelist\[Kmax+1\];' Zend/zend_strtod.c &&
+   grep -q 'tsrm_mutex_lock(dtoa_mutex);' Zend/zend_strtod_int.h; then
+  say "patching Zend/zend_strtod.c: per-thread dtoa free lists, no global lock"
+  sed -i 's/^ static Bigint \*freelist\[Kmax+1\];/ ZEND_TLS Bigint *freelist[Kmax+1];/' Zend/zend_strtod.c
+  sed -i '0,/^#ifndef Omit_Private_Memory$/s//#define Omit_Private_Memory 1\n#ifndef Omit_Private_Memory/' Zend/zend_strtod.c
+  sed -i 's/tsrm_mutex_lock(dtoa_mutex);/\/\* per-thread free lists: no lock \*\//; s/tsrm_mutex_unlock(dtoa_mutex);/\/\* per-thread free lists: no lock \*\//' Zend/zend_strtod_int.h
+else
+  say "note: Zend/zend_strtod.c is not as expected; dtoa keeps its global lock"
+fi
 
 say "configuring $(basename "$SRC") (ZTS, embed SAPI) into $PREFIX"
 ./configure --prefix="$PREFIX" \
