@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use common::{TestServer, client};
 use futures_util::StreamExt;
 
+/// GETs `path` and parses the body as JSON.
+async fn get_json(server: &TestServer, path: &str) -> serde_json::Value {
+    json(client().get(server.url(path)).send().await.unwrap()).await
+}
+
 async fn json(r: reqwest::Response) -> serde_json::Value {
     let text = r.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -20,14 +25,7 @@ async fn json(r: reqwest::Response) -> serde_json::Value {
 #[tokio::test]
 async fn tokio_functions_answer_from_the_server() {
     let server = TestServer::start(&[("PHP_WORKERS", "3")]);
-    let v = json(
-        client()
-            .get(server.url("/php_api.php"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = get_json(&server, "/php_api.php").await;
     assert!(!v["request_id"].as_str().unwrap().is_empty());
     let worker = v["worker_id"].as_i64().unwrap();
     assert!((0..3).contains(&worker), "{v}");
@@ -50,14 +48,7 @@ async fn tokio_functions_answer_from_the_server() {
     assert_eq!(v["fastcgi_finish_request"], true);
 
     // Two requests get two ids.
-    let w = json(
-        client()
-            .get(server.url("/php_api.php"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let w = get_json(&server, "/php_api.php").await;
     assert_ne!(v["request_id"], w["request_id"]);
 }
 
@@ -82,28 +73,14 @@ async fn heartbeats_push_the_request_timeout_forward() {
     drop(server);
     // With no timeout there is nothing to push.
     let server = TestServer::start(&[("REQUEST_TIMEOUT", "off")]);
-    let v = json(
-        client()
-            .get(server.url("/php_api.php"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = get_json(&server, "/php_api.php").await;
     assert_eq!(v["heartbeat"], false);
 }
 
 #[tokio::test]
 async fn the_stub_file_matches_the_real_signatures() {
     let server = TestServer::start(&[]);
-    let real = json(
-        client()
-            .get(server.url("/signatures.php"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let real = get_json(&server, "/signatures.php").await;
     let stub = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("php-ext/tokio_php.stub.php"),
     )
@@ -400,14 +377,7 @@ async fn x_sendfile_outside_the_roots_is_a_500_never_the_file() {
 #[tokio::test]
 async fn putenv_stays_in_its_request_and_thread() {
     let server = TestServer::start(&[("PHP_WORKERS", "2")]);
-    let v = json(
-        client()
-            .get(server.url("/putenv.php?set=one"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = get_json(&server, "/putenv.php?set=one").await;
     assert_eq!(v["before"], false);
     assert_eq!(v["after"], "one");
     assert_eq!(v["same"], true);
@@ -419,28 +389,14 @@ async fn putenv_stays_in_its_request_and_thread() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let v = json(
-        client()
-            .get(server.url("/putenv.php"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = get_json(&server, "/putenv.php").await;
     assert_eq!(v["before"], false);
     assert_eq!(v["after"], false);
     let held = json(holder.await.unwrap().unwrap()).await;
     assert_eq!(held["after"], "held");
     // And the next request on any worker starts clean.
     for _ in 0..4 {
-        let v = json(
-            client()
-                .get(server.url("/putenv.php"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let v = get_json(&server, "/putenv.php").await;
         assert_eq!(v["before"], false);
     }
 }
