@@ -55,6 +55,7 @@ pub mod layers;
 pub mod logging;
 pub mod metrics;
 pub mod php;
+pub mod sendfile;
 pub mod server;
 pub mod static_files;
 

@@ -63,16 +63,27 @@ impl StaticOptions {
     }
 }
 
-/// Serves the file at `path` (already resolved and checked) for `request`.
-pub async fn serve(path: &Path, request: Request<Body>, options: &StaticOptions) -> Response {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => meta,
-        Ok(_) | Err(_) => return error_response(StatusCode::NOT_FOUND),
-    };
+/// Serves the file at `path` (already checked), reading its metadata first: 404 when it
+/// is not a regular file.
+pub async fn serve_path(path: &Path, request: Request<Body>, options: &StaticOptions) -> Response {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => serve(path, &meta, request, options).await,
+        Ok(_) | Err(_) => error_response(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Serves the regular file at `path` (already resolved and checked), whose metadata is
+/// `meta`, for `request`.
+pub async fn serve(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    request: Request<Body>,
+    options: &StaticOptions,
+) -> Response {
     if meta.len() <= MEMORY_CACHE_FILE_MAX
         && (request.method() == Method::GET || request.method() == Method::HEAD)
         && !request.headers().contains_key(header::RANGE)
-        && let Some(file) = options.memory.get(path, &meta).await
+        && let Some(file) = options.memory.get(path, meta).await
         && !(file.has_precompressed && accepts_precompressed(request.headers()))
     {
         return from_memory(&file, &request, options);
@@ -212,8 +223,10 @@ impl MemoryCache {
 
 impl CachedFile {
     fn read(path: &Path) -> Option<Self> {
-        let before = std::fs::metadata(path).ok()?;
-        let body = std::fs::read(path).ok()?;
+        let mut file = std::fs::File::open(path).ok()?;
+        let before = file.metadata().ok()?;
+        let mut body = Vec::with_capacity(usize::try_from(before.len()).ok()?);
+        std::io::Read::read_to_end(&mut file, &mut body).ok()?;
         let modified = before.modified().ok()?;
         let len = body.len() as u64;
         let mime = mime_guess::from_path(path).first_or_octet_stream();
@@ -225,7 +238,8 @@ impl CachedFile {
         Some(Self {
             len,
             modified,
-            body: Bytes::from(body),
+            // Sent from the file with sendfile(2) on plain TCP connections.
+            body: crate::sendfile::file_backed(body, file),
             content_type: HeaderValue::from_str(mime.as_ref()).ok()?,
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok()?,
             etag: HeaderValue::from_str(&etag(whole_seconds(modified), len, None)).ok()?,

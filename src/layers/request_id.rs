@@ -57,16 +57,7 @@ impl RequestId {
         let bits = fastrand::u128(..);
         // Version 4, variant 10xx, as in RFC 9562.
         let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-        let hex = format!("{bits:032x}");
-        let text = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        );
-        Self(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("-")))
+        Self(HeaderValue::from_bytes(&uuid_text(bits)).unwrap_or(HeaderValue::from_static("-")))
     }
 
     /// The id as text.
@@ -307,6 +298,22 @@ where
     }
 }
 
+/// `bits` as a UUID's text: 8-4-4-4-12 lowercase hex digits, written without formatting
+/// machinery (this runs on every request).
+fn uuid_text(bits: u128) -> [u8; 36] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; 36];
+    let mut nibble = 0;
+    for (i, byte) in text.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        *byte = DIGITS[((bits >> (124 - 4 * nibble)) & 0xf) as usize];
+        nibble += 1;
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +330,13 @@ mod tests {
         assert!(!is_sane(b"tab\there"));
         assert!(!is_sane("caf\u{e9}".as_bytes()));
         assert!(!is_sane(b"del\x7f"));
+    }
+
+    #[test]
+    fn uuid_text_is_the_hex_digits_in_groups() {
+        let bits = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        assert_eq!(&uuid_text(bits), b"01234567-89ab-cdef-fedc-ba9876543210");
+        assert_eq!(&uuid_text(u128::MAX)[..9], b"ffffffff-");
     }
 
     #[test]

@@ -156,7 +156,7 @@ where
             state: State::Running {
                 future: self.inner.call(request),
             },
-            sleep: tokio::time::sleep(self.timeout),
+            sleep: None,
             timeout: self.timeout,
             notice,
             accept,
@@ -170,8 +170,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
-        #[pin]
-        sleep: Sleep,
+        // Made the first time the inner future is pending: a response ready at once (a
+        // static file) never starts a timer.
+        sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
         notice: TimeoutNotice,
         accept: Option<HeaderValue>,
@@ -200,8 +201,11 @@ where
         {
             return Poll::Ready(result);
         }
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.notice.deadline())));
         loop {
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             // A heartbeat may have moved the deadline while the timer ran.
@@ -209,7 +213,7 @@ where
             if deadline <= Instant::now() {
                 break;
             }
-            this.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
         // Fire first: the inner future sees the notice when it is dropped just below.
         this.notice.fire();

@@ -27,7 +27,7 @@ pub enum Resolution {
     /// A PHP script to run.
     Script(ScriptMatch),
     /// An existing regular file that is not a PHP script, with no extra path after it.
-    File(PathBuf),
+    File(StaticFile),
     /// A directory without a trailing slash in the request: redirect to `path/`.
     DirectoryWithoutSlash,
     /// Nothing at that path: 404, or the front controller's script.
@@ -38,6 +38,25 @@ pub enum Resolution {
     /// A malformed path (bad percent-encoding, NUL byte): 400.
     BadRequest,
 }
+
+/// A regular file to serve as it is, with the metadata read while resolving it (so
+/// serving it takes no second `stat`).
+#[derive(Debug, Clone)]
+pub struct StaticFile {
+    /// The file's real path.
+    pub path: PathBuf,
+    /// Its metadata (of the symlink's target, when reached through one).
+    pub meta: std::fs::Metadata,
+}
+
+/// Resolutions compare by path: the metadata is a snapshot of the same file.
+impl PartialEq for StaticFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for StaticFile {}
 
 /// The name of a directory's script.
 pub const INDEX_SCRIPT: &str = "index.php";
@@ -103,7 +122,7 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
             // `/uploads/evil.jpg/x.php`, `/style.css/`: a file is never a directory.
             return Resolution::NotFound;
         }
-        return static_file(root, &path, via_symlink);
+        return static_file(root, &path, meta, via_symlink);
     }
 
     // The path is a directory (or the root).
@@ -119,8 +138,8 @@ pub fn resolve(root: &Path, uri_path: &str) -> Resolution {
     }
     let page = path.join(INDEX_PAGE);
     let mut page_via_symlink = via_symlink;
-    if stat(&page, &mut page_via_symlink).is_some_and(|m| m.is_file()) {
-        return static_file(root, &page, page_via_symlink);
+    if let Some(meta) = stat(&page, &mut page_via_symlink).filter(|m| m.is_file()) {
+        return static_file(root, &page, meta, page_via_symlink);
     }
     Resolution::NotFound
 }
@@ -136,7 +155,7 @@ fn stat(path: &Path, via_symlink: &mut bool) -> Option<std::fs::Metadata> {
 }
 
 /// A regular file to serve as it is, unless it holds PHP source or lies outside the root.
-fn static_file(root: &Path, path: &Path, via_symlink: bool) -> Resolution {
+fn static_file(root: &Path, path: &Path, meta: std::fs::Metadata, via_symlink: bool) -> Resolution {
     let Some(real) = within_root(root, path, via_symlink) else {
         return Resolution::Forbidden;
     };
@@ -145,7 +164,7 @@ fn static_file(root: &Path, path: &Path, via_symlink: bool) -> Resolution {
             return Resolution::Forbidden;
         }
     }
-    Resolution::File(real)
+    Resolution::File(StaticFile { path: real, meta })
 }
 
 /// Whether the file name ends in an extension that holds PHP source, in any letter case.
@@ -268,10 +287,13 @@ mod tests {
         assert_eq!(resolve(&root, "/sub"), Resolution::DirectoryWithoutSlash);
         assert_eq!(resolve(&root, "/sub/deeper/"), Resolution::NotFound);
         fs::write(root.join("sub/deeper/index.html"), "<p>").unwrap();
-        assert_eq!(
-            resolve(&root, "/sub/deeper/"),
-            Resolution::File(root.join("sub/deeper/index.html"))
-        );
+        match resolve(&root, "/sub/deeper/") {
+            Resolution::File(file) => {
+                assert_eq!(file.path, root.join("sub/deeper/index.html"));
+                assert_eq!(file.meta.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

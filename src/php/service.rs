@@ -216,8 +216,8 @@ impl Inner {
         }
         match resolution {
             Resolution::Script(script) => self.run(request, script, &self.pool).await,
-            Resolution::File(path) => {
-                static_files::serve(&path, request, &self.static_options).await
+            Resolution::File(file) => {
+                static_files::serve(&file.path, &file.meta, request, &self.static_options).await
             }
             Resolution::DirectoryWithoutSlash => redirect_to_directory(&request),
             Resolution::BadRequest => error_response(StatusCode::BAD_REQUEST),
@@ -428,7 +428,7 @@ impl Inner {
             return error_response(StatusCode::INTERNAL_SERVER_ERROR);
         };
         let request = Request::from_parts(parts, Body::empty());
-        let mut response = static_files::serve(&path, request, &self.static_options).await;
+        let mut response = static_files::serve_path(&path, request, &self.static_options).await;
         if response.status().is_success() {
             for name in SENDFILE_KEPT_HEADERS {
                 let values: Vec<HeaderValue> =

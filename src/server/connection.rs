@@ -32,12 +32,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::early_hints::{EarlyHints, SharedIo};
 use crate::error_response::error_response;
 use crate::php::ConnectionInfo;
+use crate::sendfile::SendfileStream;
 
 /// After the watchdog asks an HTTP/2 connection to close, how long it may take before it
 /// is dropped.
@@ -94,7 +95,7 @@ pub(super) async fn run(
             }
         }
         None => {
-            let io = Watched::new(stream, Arc::clone(&activity));
+            let io = Watched::new(SendfileStream::new(stream), Arc::clone(&activity));
             drive(&shared, io, info, activity, drain).await;
         }
     }
@@ -174,23 +175,23 @@ async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
     }
 }
 
-/// Resolves when the connection should be closed, with the reason. It sleeps until the
-/// next deadline, and wakes early when the activity changes one.
+/// Resolves when the connection should be closed, with the reason.
+///
+/// It reads the connection's [`Activity`] and sleeps until the next deadline, but never
+/// longer than the shorter of the header and idle timeouts: a request head that starts, or
+/// a request that ends, while it sleeps sets a deadline at least that far away, so the
+/// next look still finds it on time. Requests themselves never wake it (no notification
+/// per request on the hot path).
 async fn watchdog(activity: &Activity, limits: Limits) -> CloseReason {
+    let longest_sleep = limits.header_timeout.min(limits.idle_timeout);
     loop {
-        let changed = activity.changed.notified();
         let now = activity.born.elapsed();
-        match activity.deadline(limits) {
+        let wake_at = match activity.deadline(limits) {
             Some((at, reason)) if now >= at => return reason,
-            Some((at, _)) => {
-                tokio::select! {
-                    () = tokio::time::sleep(at - now) => {}
-                    () = changed => {}
-                }
-            }
-            // A request is in flight: wait until that changes.
-            None => changed.await,
-        }
+            Some((at, _)) => at.min(now + longest_sleep),
+            None => now + longest_sleep,
+        };
+        tokio::time::sleep_until(activity.born + wake_at).await;
     }
 }
 
@@ -228,8 +229,6 @@ pub(super) struct Activity {
     head_started_ms: AtomicU64,
     sniffed: AtomicBool,
     http2: AtomicBool,
-    /// Woken when a deadline may have moved: a head started, the last request ended.
-    changed: Notify,
 }
 
 impl Activity {
@@ -242,7 +241,6 @@ impl Activity {
             head_started_ms: AtomicU64::new(0),
             sniffed: AtomicBool::new(false),
             http2: AtomicBool::new(false),
-            changed: Notify::new(),
         }
     }
 
@@ -264,13 +262,9 @@ impl Activity {
         }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let now = self.now_ms().saturating_add(1);
-            if self
-                .head_started_ms
-                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.changed.notify_one();
-            }
+            let _ =
+                self.head_started_ms
+                    .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -317,9 +311,7 @@ impl Drop for InFlight {
         self.activity
             .idle_since_ms
             .store(self.activity.now_ms(), Ordering::Release);
-        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.activity.changed.notify_one();
-        }
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -403,10 +395,11 @@ struct ConnectionService {
     early_hints: EarlyHints,
 }
 
-type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<InFlightBody>, Infallible>> + Send>>;
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
-    type Response = Response;
+    type Response = Response<InFlightBody>;
     type Error = Infallible;
     type Future = ServiceFuture;
 
@@ -423,9 +416,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
                 limit = self.max_uri_length,
                 "request target too long; answering 414 (MAX_URI_LENGTH)"
             );
-            return Box::pin(std::future::ready(Ok(error_response(
-                http::StatusCode::URI_TOO_LONG,
-            ))));
+            let response = error_response(http::StatusCode::URI_TOO_LONG);
+            return Box::pin(std::future::ready(Ok(
+                response.map(|body| InFlightBody { inner: body, guard })
+            )));
         }
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.info);
@@ -435,7 +429,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
         let future = tower::Service::call(&mut self.router.clone(), request);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(|body| Body::new(InFlightBody { inner: body, guard })))
+            // The body type hyper writes: no second box around the response body.
+            Ok(response.map(|inner| InFlightBody { inner, guard }))
         })
     }
 }
@@ -561,6 +556,32 @@ mod tests {
             .unwrap();
         assert_eq!(reason, CloseReason::SlowHeaders);
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_end_of_a_longer_request() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(1),
+            ..LIMITS
+        };
+        let activity = Arc::new(Activity::new());
+        let request = activity.begin_request();
+        let watching = {
+            let activity = Arc::clone(&activity);
+            tokio::spawn(async move {
+                let reason = watchdog(&activity, limits).await;
+                (reason, activity.born.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(request);
+        let (reason, at) = watching.await.unwrap();
+        assert_eq!(reason, CloseReason::Idle);
+        assert!(
+            at >= Duration::from_secs(3) && at < Duration::from_millis(3100),
+            "{at:?}"
+        );
     }
 
     #[tokio::test]
