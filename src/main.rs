@@ -10,6 +10,13 @@ use tokio_php::config::{self, Config, Flags, ProcessEnv};
 use tokio_php::server::{self, Server, tls};
 use tokio_php::{App, metrics};
 
+/// The server's own allocations (requests, headers, futures: some 25 per request) go to
+/// mimalloc, which is faster than glibc's malloc for these small, short-lived, cross-thread
+/// blocks. PHP keeps its own allocator (the Zend memory manager); a Rust application that
+/// embeds the library chooses its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {

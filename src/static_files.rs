@@ -24,6 +24,8 @@ use crate::error_response::error_response;
 
 /// Largest file kept in memory.
 pub const MEMORY_CACHE_FILE_MAX: u64 = 512 * 1024;
+/// Headers a static response usually ends up with (its own, the layers', hyper's).
+const RESPONSE_HEADERS: usize = 12;
 /// Most bytes kept in memory over all files; past it the cache starts over.
 pub const MEMORY_CACHE_TOTAL_MAX: u64 = 64 * 1024 * 1024;
 
@@ -144,6 +146,8 @@ fn from_memory(file: &CachedFile, request: &Request<Body>, options: &StaticOptio
         r
     } else {
         let mut r = Response::new(Body::from(file.body.clone()));
+        // Room for these headers and the ones the layers and hyper add, without regrowing.
+        r.headers_mut().reserve(RESPONSE_HEADERS);
         r.headers_mut()
             .insert(header::CONTENT_TYPE, file.content_type.clone());
         r.headers_mut()
