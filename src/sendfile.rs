@@ -4,7 +4,8 @@
 //! `poll_write_vectored`, untouched. Static files kept in memory are made with
 //! [`file_backed`]: their bytes are registered, by address range, with the open file they
 //! were read from. A connection stream wrapped in [`SendfileStream`] recognises a slice
-//! that lies inside such a range and sends those bytes from the file with `sendfile(2)`,
+//! (of [`SENDFILE_MIN_SLICE`] or more) that lies inside such a range and sends those bytes
+//! from the file with `sendfile(2)`,
 //! so the kernel hands page-cache pages to the socket instead of copying the bytes from
 //! user space. The head before them goes out with `MSG_MORE`, in the same segment as the
 //! file's first bytes.
@@ -35,6 +36,10 @@ use tokio::net::TcpStream;
 /// Files smaller than this are copied: one copy of a few KiB costs less than the extra
 /// system call that sending the head and the file separately takes.
 pub const SENDFILE_MIN_LEN: usize = 16 * 1024;
+/// Shortest slice sent with sendfile: a shorter one (a head, a small PHP output chunk, the
+/// tail of a partly sent file) is written from memory without looking at the registry,
+/// so ordinary writes never touch its lock.
+pub const SENDFILE_MIN_SLICE: usize = 4 * 1024;
 /// Most files registered at once; each keeps its file descriptor open while registered.
 pub const MAX_REGISTERED_FILES: usize = 256;
 
@@ -98,12 +103,13 @@ impl Drop for FileBacked {
 /// Where `bufs` first holds file-backed bytes: the slice's index, its file and the offset
 /// in the file of the slice's first byte.
 fn first_file_backed(bufs: &[IoSlice<'_>]) -> Option<(usize, Arc<File>, u64)> {
-    if REGISTERED.load(Ordering::Acquire) == 0 {
+    let worth_sending = |buf: &IoSlice<'_>| buf.len() >= SENDFILE_MIN_SLICE;
+    if REGISTERED.load(Ordering::Acquire) == 0 || !bufs.iter().any(worth_sending) {
         return None;
     }
     let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
     bufs.iter().enumerate().find_map(|(index, buf)| {
-        if buf.is_empty() {
+        if !worth_sending(buf) {
             return None;
         }
         let address = buf.as_ptr() as usize;
@@ -256,6 +262,9 @@ mod tests {
         // Memory elsewhere, or running past the end of the range, is not file-backed.
         let other = vec![0u8; SENDFILE_MIN_LEN * 2];
         assert!(first_file_backed(&[IoSlice::new(&other)]).is_none());
+        // A short tail of file-backed bytes is written from memory.
+        let short_tail = bytes.slice(bytes.len() - 100..);
+        assert!(first_file_backed(&[IoSlice::new(&short_tail)]).is_none());
     }
 
     #[test]
