@@ -63,6 +63,8 @@ pub const ENV_TLS_KEY: &str = "TLS_KEY";
 pub const ENV_HEADER_TIMEOUT_SECS: &str = "HEADER_TIMEOUT_SECS";
 /// Seconds a connection may sit idle between requests.
 pub const ENV_IDLE_TIMEOUT_SECS: &str = "IDLE_TIMEOUT_SECS";
+/// Seconds a response write may make no progress (the client stopped reading).
+pub const ENV_WRITE_TIMEOUT_SECS: &str = "WRITE_TIMEOUT_SECS";
 /// Slowest accepted request body, in bytes per second (0 = no minimum).
 pub const ENV_MIN_BODY_RATE: &str = "MIN_BODY_RATE";
 /// Seconds a request body may take before [`ENV_MIN_BODY_RATE`] is enforced.
@@ -128,6 +130,8 @@ pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`ENV_IDLE_TIMEOUT_SECS`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`ENV_WRITE_TIMEOUT_SECS`] (nginx's `send_timeout`).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`ENV_MIN_BODY_RATE`]: 240 bytes per second, as Kestrel.
 pub const DEFAULT_MIN_BODY_RATE: u64 = 240;
 /// Default for [`ENV_MIN_BODY_RATE_GRACE_SECS`].
@@ -286,6 +290,11 @@ pub const SETTINGS: &[Setting] = &[
         env: ENV_IDLE_TIMEOUT_SECS,
         default: "60",
         help: "seconds a keep-alive or HTTP/2 connection may sit with no request before it is closed",
+    },
+    Setting {
+        env: ENV_WRITE_TIMEOUT_SECS,
+        default: "60",
+        help: "seconds a response may wait for the client to read before the connection is closed and its script stops",
     },
     Setting {
         env: ENV_MIN_BODY_RATE,
@@ -491,6 +500,9 @@ pub struct Config {
     /// Time a connection may sit with no request ([`ENV_IDLE_TIMEOUT_SECS`]).
     #[serde(rename = "idle_timeout_secs", serialize_with = "secs")]
     pub idle_timeout: Duration,
+    /// Time a response write may make no progress ([`ENV_WRITE_TIMEOUT_SECS`]).
+    #[serde(rename = "write_timeout_secs", serialize_with = "secs")]
+    pub write_timeout: Duration,
     /// Slowest request body in bytes per second; 0 = none ([`ENV_MIN_BODY_RATE`]).
     pub min_body_rate: u64,
     /// Time before the body rate is enforced ([`ENV_MIN_BODY_RATE_GRACE_SECS`]).
@@ -553,6 +565,7 @@ impl Default for Config {
             tls_key: None,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             min_body_rate: DEFAULT_MIN_BODY_RATE,
             min_body_rate_grace: DEFAULT_MIN_BODY_RATE_GRACE,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
@@ -792,6 +805,9 @@ impl Config {
         }
         if let Some(v) = source.get(ENV_IDLE_TIMEOUT_SECS) {
             config.idle_timeout = parse_secs(ENV_IDLE_TIMEOUT_SECS, &v, 1)?;
+        }
+        if let Some(v) = source.get(ENV_WRITE_TIMEOUT_SECS) {
+            config.write_timeout = parse_secs(ENV_WRITE_TIMEOUT_SECS, &v, 1)?;
         }
         if let Some(v) = source.get(ENV_MIN_BODY_RATE) {
             config.min_body_rate = parse_size(&v).ok_or_else(|| {
@@ -1060,6 +1076,13 @@ impl Config {
         self
     }
 
+    /// Sets the time a response may wait for its client to read before the connection
+    /// is closed.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// Sets the slowest accepted request body (bytes per second, 0 = none) and the time
     /// a body may take before that rate is enforced.
     pub fn min_body_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
@@ -1230,6 +1253,7 @@ impl Config {
         for (name, value) in [
             (ENV_HEADER_TIMEOUT_SECS, self.header_timeout),
             (ENV_IDLE_TIMEOUT_SECS, self.idle_timeout),
+            (ENV_WRITE_TIMEOUT_SECS, self.write_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(name, "0", "at least 1 second"));
@@ -1589,6 +1613,7 @@ mod tests {
             ("TLS_KEY", "/tls/key.pem"),
             ("HEADER_TIMEOUT_SECS", "7"),
             ("IDLE_TIMEOUT_SECS", "90"),
+            ("WRITE_TIMEOUT_SECS", "15"),
             ("MIN_BODY_RATE", "1K"),
             ("MIN_BODY_RATE_GRACE_SECS", "0"),
             ("MAX_HEADER_SIZE", "32K"),
@@ -1603,6 +1628,7 @@ mod tests {
         assert!(config.tls_enabled());
         assert_eq!(config.header_timeout, Duration::from_secs(7));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.write_timeout, Duration::from_secs(15));
         assert_eq!(config.min_body_rate, 1024);
         assert_eq!(config.min_body_rate_grace, Duration::ZERO);
         assert_eq!(config.max_header_size, 32 << 10);
@@ -1616,6 +1642,7 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(defaults.header_timeout, Duration::from_secs(5));
         assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.write_timeout, Duration::from_secs(60));
         assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
         assert_eq!(defaults.internal_addr, None);
         assert_eq!(defaults.opcache_jit, None);

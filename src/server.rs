@@ -55,6 +55,7 @@ pub struct Server {
     tls: Option<TlsConfig>,
     header_timeout: Duration,
     idle_timeout: Duration,
+    write_timeout: Duration,
     max_header_size: usize,
     max_uri_length: usize,
     max_connections: usize,
@@ -67,6 +68,7 @@ impl Default for Server {
             tls: None,
             header_timeout: config::DEFAULT_HEADER_TIMEOUT,
             idle_timeout: config::DEFAULT_IDLE_TIMEOUT,
+            write_timeout: config::DEFAULT_WRITE_TIMEOUT,
             max_header_size: config::DEFAULT_MAX_HEADER_SIZE,
             max_uri_length: config::DEFAULT_MAX_URI_LENGTH,
             max_connections: config::DEFAULT_MAX_CONNECTIONS,
@@ -86,6 +88,7 @@ impl Server {
             tls,
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
             max_header_size: config.max_header_size,
             max_uri_length: config.max_uri_length,
             max_connections: config.max_connections,
@@ -109,6 +112,13 @@ impl Server {
     /// Time a connection may have no request in flight before it is closed.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Time a response write may make no progress — the client stopped reading — before
+    /// the connection is closed (its script then stops at its next output).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -163,6 +173,7 @@ impl Server {
             limits: Limits {
                 header_timeout: self.header_timeout,
                 idle_timeout: self.idle_timeout,
+                write_timeout: self.write_timeout,
                 max_uri_length: self.max_uri_length,
             },
             tls: self.tls.clone(),

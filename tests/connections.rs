@@ -374,3 +374,45 @@ async fn beyond_max_connections_new_connections_wait_for_a_free_slot() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(server.log().contains("connection limit reached"));
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_and_frees_its_worker() {
+    let root = tempfile::tempdir().unwrap();
+    // 256 MiB of output: far more than the socket buffers and the output queue hold.
+    std::fs::write(
+        root.path().join("stream.php"),
+        "<?php $chunk = str_repeat('x', 65536); for ($i = 0; $i < 4096; $i++) { echo $chunk; flush(); } error_log('stream finished');",
+    )
+    .unwrap();
+    std::fs::write(root.path().join("hello.php"), "<?php echo 'Hello';").unwrap();
+    let server = TestServer::start_with_root(
+        root.path(),
+        &[("PHP_WORKERS", "1"), ("WRITE_TIMEOUT_SECS", "1")],
+    );
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(b"GET /stream.php HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 16];
+    stalled.read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    // It reads no further. The only worker is busy with it until the write timeout.
+    let started = Instant::now();
+    let mut other = TcpStream::connect(server.addr).unwrap();
+    other
+        .write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (text, _) = read_until_closed(&mut other, Duration::from_secs(20));
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("Hello"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the worker was held for {:?}",
+        started.elapsed()
+    );
+    assert!(server.wait_for_log("client stopped reading", Duration::from_secs(5)));
+    assert!(
+        !server.log().contains("stream finished"),
+        "the script ran to the end"
+    );
+}

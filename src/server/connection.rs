@@ -51,6 +51,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub(super) struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_uri_length: usize,
 }
 
@@ -135,9 +136,14 @@ async fn drive<I>(
                 return;
             }
             reason = watchdog(&activity, limits), if drop_at.is_none() => {
-                tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
+                if reason == CloseReason::WriteStalled {
+                    tracing::info!(remote = %info.remote, reason = reason.as_str(), "client stopped reading the response; closing connection (its script stops at its next output)");
+                } else {
+                    tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
+                }
                 if !activity.is_http2() {
-                    // Nothing is in flight: an HTTP/1 connection has nothing to finish.
+                    // An HTTP/1 connection has nothing in flight, or a response its client
+                    // does not read: nothing to finish.
                     return;
                 }
                 if !closing {
@@ -178,12 +184,15 @@ async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
 /// Resolves when the connection should be closed, with the reason.
 ///
 /// It reads the connection's [`Activity`] and sleeps until the next deadline, but never
-/// longer than the shorter of the header and idle timeouts: a request head that starts, or
-/// a request that ends, while it sleeps sets a deadline at least that far away, so the
-/// next look still finds it on time. Requests themselves never wake it (no notification
-/// per request on the hot path).
+/// longer than the shortest timeout: a request head that starts, a request that ends, or
+/// a write that blocks while it sleeps sets a deadline at least that far away, so the next
+/// look still finds it on time. Requests themselves never wake it (no notification per
+/// request on the hot path).
 async fn watchdog(activity: &Activity, limits: Limits) -> CloseReason {
-    let longest_sleep = limits.header_timeout.min(limits.idle_timeout);
+    let longest_sleep = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .min(limits.write_timeout);
     loop {
         let now = activity.born.elapsed();
         let wake_at = match activity.deadline(limits) {
@@ -204,6 +213,9 @@ pub(super) enum CloseReason {
     SlowHeaders,
     /// No request in flight for the idle timeout.
     Idle,
+    /// A response write made no progress for the write timeout: the client stopped
+    /// reading.
+    WriteStalled,
 }
 
 impl CloseReason {
@@ -212,6 +224,7 @@ impl CloseReason {
             Self::NoRequest => "no request within HEADER_TIMEOUT_SECS of connecting",
             Self::SlowHeaders => "request headers not complete within HEADER_TIMEOUT_SECS",
             Self::Idle => "idle for IDLE_TIMEOUT_SECS",
+            Self::WriteStalled => "no response bytes accepted for WRITE_TIMEOUT_SECS",
         }
     }
 }
@@ -219,7 +232,8 @@ impl CloseReason {
 // === impl Activity ===
 
 /// What a connection has been doing, shared by its IO, its requests and its watchdog.
-/// Times are milliseconds since `born`; 0 in `head_started_ms` means "not started".
+/// Times are milliseconds since `born`, plus one where 0 means "not now"
+/// (`head_started_ms`, `write_blocked_ms`).
 #[derive(Debug)]
 pub(super) struct Activity {
     born: Instant,
@@ -227,6 +241,7 @@ pub(super) struct Activity {
     requests: AtomicU64,
     idle_since_ms: AtomicU64,
     head_started_ms: AtomicU64,
+    write_blocked_ms: AtomicU64,
     sniffed: AtomicBool,
     http2: AtomicBool,
 }
@@ -239,6 +254,7 @@ impl Activity {
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
+            write_blocked_ms: AtomicU64::new(0),
             sniffed: AtomicBool::new(false),
             http2: AtomicBool::new(false),
         }
@@ -268,6 +284,30 @@ impl Activity {
         }
     }
 
+    /// A write could not go out: the socket's buffer is full. The first of a run of
+    /// blocked writes starts the write timeout.
+    fn on_write_blocked(&self) {
+        let now = self.now_ms().saturating_add(1);
+        let _ = self
+            .write_blocked_ms
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Notes how a write to the socket went.
+    fn on_write<T>(&self, result: &Poll<T>) {
+        match result {
+            Poll::Pending => self.on_write_blocked(),
+            Poll::Ready(_) => self.on_write_done(),
+        }
+    }
+
+    /// A write went out (or failed): the client is reading, or the connection is done.
+    fn on_write_done(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_ms.store(0, Ordering::Release);
+        }
+    }
+
     /// A request reached the service; the guard marks it finished when dropped.
     fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -279,8 +319,25 @@ impl Activity {
     }
 
     /// When (ms since `born`, as a duration) the watchdog should close the connection,
-    /// and why; None while a request is in flight.
+    /// and why: the earlier of a blocked write's deadline and the connection's own.
     fn deadline(&self, limits: Limits) -> Option<(Duration, CloseReason)> {
+        let blocked = self.write_blocked_ms.load(Ordering::Acquire);
+        let stalled = (blocked > 0).then(|| {
+            (
+                Duration::from_millis(blocked - 1) + limits.write_timeout,
+                CloseReason::WriteStalled,
+            )
+        });
+        match (stalled, self.connection_deadline(limits)) {
+            (Some(stalled), Some(other)) => {
+                Some(if stalled.0 <= other.0 { stalled } else { other })
+            }
+            (stalled, other) => stalled.or(other),
+        }
+    }
+
+    /// The deadline from requests alone; None while a request is in flight.
+    fn connection_deadline(&self, limits: Limits) -> Option<(Duration, CloseReason)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -357,7 +414,10 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        let result = this.inner.poll_write(cx, buf);
+        this.activity.on_write(&result);
+        result
     }
 
     fn poll_write_vectored(
@@ -365,7 +425,10 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let result = this.inner.poll_write_vectored(cx, bufs);
+        this.activity.on_write(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -471,6 +534,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         header_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(30),
         max_uri_length: 8192,
     };
 
@@ -484,6 +548,21 @@ mod tests {
         // Bytes alone do not count as a request.
         activity.on_read(b"GET / HT");
         assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::NoRequest);
+    }
+
+    #[test]
+    fn a_blocked_write_is_due_at_the_write_timeout_even_in_flight() {
+        let activity = Arc::new(Activity::new());
+        let _request = activity.begin_request();
+        assert_eq!(activity.deadline(LIMITS), None);
+        activity.on_write(&Poll::<()>::Pending);
+        activity.on_write(&Poll::<()>::Pending);
+        let (at, reason) = activity.deadline(LIMITS).unwrap();
+        assert_eq!(reason, CloseReason::WriteStalled);
+        assert!(at >= LIMITS.write_timeout && at < LIMITS.write_timeout + Duration::from_secs(1));
+        // A write that goes out means the client reads again.
+        activity.on_write(&Poll::Ready(()));
+        assert_eq!(activity.deadline(LIMITS), None);
     }
 
     #[test]
