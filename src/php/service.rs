@@ -187,29 +187,20 @@ impl tower::Service<Request<Body>> for PhpService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         let inner = Arc::clone(&self.inner);
-        let resolution = match request.extensions_mut().remove::<ResolvedPath>() {
-            Some(ResolvedPath(resolution)) => resolution,
-            None => script::resolve(&inner.root, request.uri().path()),
-        };
-        match resolution {
-            // Files stay files, in worker mode too. Their own future is a fraction of the
-            // size of one that can run PHP, which is moved into its box on every request.
-            Resolution::File(file) => Box::pin(async move {
-                let options = &inner.static_options;
-                Ok(static_files::serve(&file.path, &file.meta, request, options).await)
-            }),
-            resolution => Box::pin(async move { Ok(inner.handle(request, resolution).await) }),
-        }
+        Box::pin(async move { Ok(inner.handle(request).await) })
     }
 }
 
 // === impl Inner ===
 
 impl Inner {
-    /// Answers `request`, whose path resolved to `resolution` (not a file).
-    async fn handle(&self, request: Request<Body>, resolution: Resolution) -> Response {
+    async fn handle(&self, mut request: Request<Body>) -> Response {
+        let resolution = match request.extensions_mut().remove::<ResolvedPath>() {
+            Some(ResolvedPath(resolution)) => resolution,
+            None => script::resolve(&self.root, request.uri().path()),
+        };
         if let Some(route) = &self.worker_mode
             && route.matches(request.uri().path())
         {

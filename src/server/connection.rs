@@ -284,26 +284,16 @@ impl Activity {
         }
     }
 
-    /// A write could not go out: the socket's buffer is full. The first of a run of
-    /// blocked writes starts the write timeout.
-    fn on_write_blocked(&self) {
-        let now = self.now_ms().saturating_add(1);
-        let _ = self
-            .write_blocked_ms
-            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
-    }
-
-    /// Notes how a write to the socket went.
+    /// Notes how a write to the socket went. Pending: the socket's buffer is full, and
+    /// the first of a run of blocked writes starts the write timeout. Ready: the bytes
+    /// went out (the client reads) or the write failed (the connection is done).
     fn on_write<T>(&self, result: &Poll<T>) {
-        match result {
-            Poll::Pending => self.on_write_blocked(),
-            Poll::Ready(_) => self.on_write_done(),
-        }
-    }
-
-    /// A write went out (or failed): the client is reading, or the connection is done.
-    fn on_write_done(&self) {
-        if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+        if result.is_pending() {
+            let now = self.now_ms().saturating_add(1);
+            let _ =
+                self.write_blocked_ms
+                    .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+        } else if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
             self.write_blocked_ms.store(0, Ordering::Release);
         }
     }
@@ -328,12 +318,10 @@ impl Activity {
                 CloseReason::WriteStalled,
             )
         });
-        match (stalled, self.connection_deadline(limits)) {
-            (Some(stalled), Some(other)) => {
-                Some(if stalled.0 <= other.0 { stalled } else { other })
-            }
-            (stalled, other) => stalled.or(other),
-        }
+        [stalled, self.connection_deadline(limits)]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
     /// The deadline from requests alone; None while a request is in flight.
