@@ -68,9 +68,12 @@ pub enum StartError {
 
 /// The configured error pages; the default directory may be missing.
 fn load_error_pages(config: &Config) -> Result<ErrorPageSet, ErrorPagesError> {
-    let (dir, optional) = config.effective_error_pages_dir();
+    let Some((dir, optional)) = config.effective_error_pages_dir() else {
+        tracing::debug!("error pages off (ERROR_PAGES_DIR=off)");
+        return Ok(ErrorPageSet::empty());
+    };
     if optional && !dir.exists() {
-        tracing::debug!(dir = %dir.display(), "no error pages directory; errors are plain text");
+        tracing::debug!(dir = %dir.display(), "no error pages directory; no error pages");
         return Ok(ErrorPageSet::empty());
     }
     let pages = ErrorPageSet::load(&dir)?;

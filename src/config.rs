@@ -254,7 +254,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: ENV_ERROR_PAGES_DIR,
         default: DEFAULT_ERROR_PAGES_DIR,
-        help: "directory of {status}.html error pages (the default may be missing)",
+        help: "directory of {status}.html error pages (the default may be missing), or off",
     },
     Setting {
         env: ENV_ACCESS_LOG,
@@ -481,6 +481,9 @@ pub struct Config {
     /// Error pages directory; None: [`DEFAULT_ERROR_PAGES_DIR`] if it exists
     /// ([`ENV_ERROR_PAGES_DIR`]).
     pub error_pages_dir: Option<PathBuf>,
+    /// Whether error pages are shown at all (`ERROR_PAGES_DIR=off`: no, every PHP response
+    /// reaches every client as PHP sent it, as behind nginx).
+    pub error_pages: bool,
     /// Whether each request writes an access log line ([`ENV_ACCESS_LOG`]).
     pub access_log: bool,
     /// Whether `X-Profile: 1` is honoured ([`ENV_PROFILE`]).
@@ -558,6 +561,7 @@ impl Default for Config {
             compression: DEFAULT_COMPRESSION,
             compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
             error_pages_dir: None,
+            error_pages: true,
             access_log: DEFAULT_ACCESS_LOG,
             profile: DEFAULT_PROFILE,
             sse_timeout: Some(DEFAULT_SSE_TIMEOUT),
@@ -786,7 +790,10 @@ impl Config {
                 )
             })?;
         }
-        config.error_pages_dir = source.get(ENV_ERROR_PAGES_DIR).map(PathBuf::from);
+        match source.get(ENV_ERROR_PAGES_DIR) {
+            Some(v) if v.eq_ignore_ascii_case("off") => config.error_pages = false,
+            v => config.error_pages_dir = v.map(PathBuf::from),
+        }
         if let Some(v) = source.get(ENV_ACCESS_LOG) {
             config.access_log = parse_switch(ENV_ACCESS_LOG, &v)?;
         }
@@ -1033,6 +1040,14 @@ impl Config {
     /// Sets the error pages directory (it must exist).
     pub fn error_pages_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.error_pages_dir = Some(dir.into());
+        self.error_pages = true;
+        self
+    }
+
+    /// Shows no error pages: PHP's responses go to every client as PHP sent them.
+    pub fn no_error_pages(mut self) -> Self {
+        self.error_pages_dir = None;
+        self.error_pages = false;
         self
     }
 
@@ -1048,12 +1063,16 @@ impl Config {
         self
     }
 
-    /// The error pages directory to load, and whether it may be missing (the default).
-    pub fn effective_error_pages_dir(&self) -> (PathBuf, bool) {
-        match &self.error_pages_dir {
+    /// The error pages directory to load, and whether it may be missing (the default);
+    /// None when error pages are off.
+    pub fn effective_error_pages_dir(&self) -> Option<(PathBuf, bool)> {
+        if !self.error_pages {
+            return None;
+        }
+        Some(match &self.error_pages_dir {
             Some(dir) => (dir.clone(), false),
             None => (PathBuf::from(DEFAULT_ERROR_PAGES_DIR), true),
-        }
+        })
     }
 
     /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
@@ -1429,7 +1448,7 @@ mod tests {
         assert_eq!(config.compression_min_size, 1024);
         assert_eq!(
             config.effective_error_pages_dir(),
-            (PathBuf::from("./errors"), true)
+            Some((PathBuf::from("./errors"), true))
         );
         assert!(!config.access_log);
         assert!(!config.profile);
@@ -1457,8 +1476,10 @@ mod tests {
         assert_eq!(config.compression_min_size, 2048);
         assert_eq!(
             config.effective_error_pages_dir(),
-            (PathBuf::from("/srv/errors"), false)
+            Some((PathBuf::from("/srv/errors"), false))
         );
+        let no_pages = Config::from_source(&source(&[("ERROR_PAGES_DIR", "off")])).unwrap();
+        assert_eq!(no_pages.effective_error_pages_dir(), None);
         assert!(config.access_log);
         assert!(config.profile);
         let off = Config::from_source(&source(&[("REQUEST_TIMEOUT", "off")])).unwrap();

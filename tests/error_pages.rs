@@ -1,5 +1,6 @@
 //! Custom error pages over HTTP: for errors the server makes and for PHP's empty error
-//! responses, only for clients that accept HTML, never over a body PHP wrote.
+//! responses, only for clients that accept HTML, never over a body PHP wrote; other clients
+//! get PHP's responses as PHP sent them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
 mod common;
@@ -51,24 +52,40 @@ async fn the_default_pages_are_served_to_browsers() {
 }
 
 #[tokio::test]
-async fn a_php_body_is_never_replaced_and_others_get_plain_text() {
+async fn a_php_body_is_never_replaced_and_api_clients_get_phps_response() {
     let server = TestServer::start(&[]);
     let (status, ct, body) = get(&server, "/not_found_body.php", BROWSER).await;
     assert_eq!(status, 404);
     assert_eq!(ct, "application/json");
     assert_eq!(body, r#"{"error":"no such user"}"#);
+    // The server's own 404: plain text.
     let (status, ct, body) = get(&server, "/nope.php", "*/*").await;
     assert_eq!(status, 404);
     assert_eq!(ct, "text/plain; charset=utf-8");
     assert_eq!(body, "404 Not Found\n");
+    // PHP's empty 500 and 404 reach an API client as PHP sent them, as behind nginx.
     let (status, ct, body) = get(&server, "/fatal.php", "application/json").await;
     assert_eq!(status, 500);
-    assert_eq!(ct, "text/plain; charset=utf-8");
-    assert_eq!(body, "500 Internal Server Error\n");
-    // No page for 418: plain text even for a browser.
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert_eq!(body, "");
+    let (status, _, body) = get(&server, "/empty.php?status=404", "*/*").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, "");
+    // No page for 418: PHP's empty response, even for a browser.
     let (status, _, body) = get(&server, "/empty.php?status=418", BROWSER).await;
     assert_eq!(status, 418);
-    assert_eq!(body, "418 I'm a teapot\n");
+    assert_eq!(body, "");
+}
+
+#[tokio::test]
+async fn error_pages_off_leaves_every_php_response_as_php_sent_it() {
+    let server = TestServer::start(&[("ERROR_PAGES_DIR", "off")]);
+    let (status, _, body) = get(&server, "/empty.php?status=503", BROWSER).await;
+    assert_eq!(status, 503);
+    assert_eq!(body, "");
+    let (status, _, body) = get(&server, "/nope.php", BROWSER).await;
+    assert_eq!(status, 404);
+    assert_eq!(body, "404 Not Found\n");
 }
 
 #[tokio::test]
@@ -78,9 +95,9 @@ async fn a_custom_directory_is_used() {
     let server = TestServer::start(&[("ERROR_PAGES_DIR", dir.path().to_str().unwrap())]);
     let (_, _, body) = get(&server, "/nope.php", BROWSER).await;
     assert_eq!(body, "<h1>custom missing</h1>");
-    // No 500.html there: plain text.
-    let (_, _, body) = get(&server, "/fatal.php", BROWSER).await;
-    assert_eq!(body, "500 Internal Server Error\n");
+    // No 500.html there: PHP's empty 500 as it is.
+    let (status, _, body) = get(&server, "/fatal.php", BROWSER).await;
+    assert_eq!((status, body.as_str()), (500, ""));
 }
 
 #[test]

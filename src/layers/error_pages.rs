@@ -4,8 +4,10 @@
 //! A response is given its page when the client accepts `text/html` (named, or `text/*`;
 //! a bare `*/*` is taken as an API client) and the response is either one the server made
 //! itself (it carries [`ServerMadeError`]: 404, 413, 503, a 500 after a fatal error, …) or
-//! came from PHP with an empty body. A PHP response with a body is never replaced. Clients
-//! that do not accept HTML get a plain-text body instead of an empty one.
+//! came from PHP with an empty body. A PHP response with a body is never replaced, and
+//! clients that do not accept HTML get PHP's response as it is, an empty body included, as
+//! nginx passes it on (`fastcgi_intercept_errors off`); the server's own errors are plain
+//! text for them.
 //!
 //! The layers that answer errors from further out (request timeout, rate limit) get the
 //! same pages through [`ErrorPageSet`]'s [`ErrorResponder`] implementation.
@@ -200,19 +202,6 @@ fn set_html(response: &mut Response, page: Bytes) {
     headers.remove(header::CONTENT_ENCODING);
 }
 
-fn set_plain(response: &mut Response) {
-    let status = response.status();
-    let reason = status.canonical_reason().unwrap_or("Error");
-    *response.body_mut() = Body::from(format!("{} {reason}\n", status.as_u16()));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::CONTENT_ENCODING);
-}
-
 /// Applies [`ErrorPages`] to a service.
 #[derive(Debug, Clone, Default)]
 pub struct ErrorPagesLayer {
@@ -304,8 +293,6 @@ where
         }
         if let Some(page) = this.pages.html_for(status, this.accept.as_ref()) {
             set_html(&mut response, page);
-        } else if empty {
-            set_plain(&mut response);
         }
         Poll::Ready(Ok(response))
     }
@@ -385,15 +372,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn others_get_plain_text() {
+    async fn others_get_the_servers_plain_text_and_phps_response_as_it_is() {
         let (_, body) = call(server_404, "*/*", Method::GET).await;
         assert_eq!(body, "404 Not Found\n");
+        // PHP's empty error body stays empty, as nginx passes it on.
         let (r, body) = call(empty_500, "application/json", Method::GET).await;
-        assert_eq!(body, "500 Internal Server Error\n");
-        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
-        // No page for the status: plain text too.
+        assert_eq!(body, "");
+        assert_eq!(r.headers()["content-type"], "text/html");
+        // No page for the status: PHP's response as it is, for browsers too.
         let (_, body) = call(empty_418, BROWSER, Method::GET).await;
-        assert_eq!(body, "418 I'm a teapot\n");
+        assert_eq!(body, "");
         // HEAD: untouched.
         let (_, body) = call(empty_500, BROWSER, Method::HEAD).await;
         assert_eq!(body, "");
