@@ -115,8 +115,10 @@ int tphp_rust_write(void *context, const char *data, size_t len);
 void tphp_rust_flush(void *context);
 /* One response header line as PHP holds it ("Name: value"). */
 void tphp_rust_header(void *context, const char *line, size_t len);
-/* All headers given: the response head is complete. */
-void tphp_rust_send_headers(void *context, int status);
+/* All headers given: the response head is complete. `status_line` is the status line a
+ * script set with header("HTTP/1.1 404 Gone") (NULL when none), for its reason phrase. */
+void tphp_rust_send_headers(void *context, int status, const char *status_line,
+                            size_t status_line_len);
 /* Fills up to `len` bytes of the request body; 0 at the end. */
 size_t tphp_rust_read_post(void *context, char *buf, size_t len);
 /* A message from PHP's error log; `context` is NULL outside a request. */

@@ -389,7 +389,9 @@ static int tphp_send_headers(sapi_headers_struct *headers)
         tphp_rust_header(context, h->header, h->header_len);
         h = zend_llist_get_next_ex(&headers->headers, &pos);
     }
-    tphp_rust_send_headers(context, headers->http_response_code);
+    const char *status_line = headers->http_status_line;
+    tphp_rust_send_headers(context, headers->http_response_code, status_line,
+                           status_line ? strlen(status_line) : 0);
     return SAPI_HEADER_SENT_SUCCESSFULLY;
 }
 

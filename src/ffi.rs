@@ -20,8 +20,9 @@ pub(crate) trait SapiHandler {
     fn flush(&mut self);
     /// One response header line, `Name: value`, in the order PHP holds them.
     fn header(&mut self, line: &[u8]);
-    /// Every header has been given; the head is complete with this status.
-    fn send_headers(&mut self, status: u16);
+    /// Every header has been given; the head is complete with this status and, when the
+    /// script set one (`header("HTTP/1.1 404 Gone")`), this status line.
+    fn send_headers(&mut self, status: u16, status_line: Option<&[u8]>);
     /// Fills `buf` with request body bytes; 0 at the end.
     fn read_post(&mut self, buf: &mut [u8]) -> usize;
     /// A line from PHP's error log.
@@ -793,10 +794,13 @@ ffi_callback! {
 
 ffi_callback! {
     /// End of `send_headers`.
-    fn tphp_rust_send_headers(context: *mut c_void, status: c_int) -> (), fallback (), {
-        // SAFETY: the shim passes the context of the running request.
-        if let Some(h) = unsafe { handler(context) } {
-            h.send_headers(u16::try_from(status).unwrap_or(0));
+    fn tphp_rust_send_headers(context: *mut c_void, status: c_int, status_line: *const c_char, status_line_len: usize) -> (), fallback (), {
+        // SAFETY: the shim passes the context of the running request, and PHP's status line
+        // (NULL or `status_line_len` bytes) for the call.
+        let (handler, line) = unsafe { (handler(context), bytes(status_line, status_line_len)) };
+        if let Some(h) = handler {
+            let line = (!status_line.is_null()).then_some(line);
+            h.send_headers(u16::try_from(status).unwrap_or(0), line);
         }
     }
 }

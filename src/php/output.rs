@@ -11,7 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
 use super::control::RequestControl;
-use super::response::{PhpBody, ResponseHead, ResponseStart, add_header_line};
+use super::response::{
+    InvalidStatus, PhpBody, ResponseHead, ResponseStart, add_header_line, response_status,
+    status_header_value,
+};
 use super::timings::PhpTimings;
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
 
@@ -52,6 +55,8 @@ pub const STREAM_DEPTH: usize = 8;
 pub struct OutputWriter {
     start: Option<oneshot::Sender<ResponseStart>>,
     headers: HeaderMap,
+    /// The script's `Status:` header, if it sent one.
+    status_header: Option<Vec<u8>>,
     head: Option<ResponseHead>,
     stream: Option<mpsc::Sender<Bytes>>,
     buf: BytesMut,
@@ -75,6 +80,7 @@ impl OutputWriter {
         Self {
             start: Some(start),
             headers: HeaderMap::new(),
+            status_header: None,
             head: None,
             stream: None,
             buf: BytesMut::new(),
@@ -193,6 +199,13 @@ impl SapiHandler for OutputWriter {
     }
 
     fn header(&mut self, line: &[u8]) {
+        if let Some(value) = status_header_value(line) {
+            // The CGI status header names the status (the first one, as php-fpm).
+            if self.status_header.is_none() {
+                self.status_header = Some(value.to_vec());
+            }
+            return;
+        }
         if let Err(reason) = add_header_line(&mut self.headers, line) {
             tracing::debug!(
                 request = %self.tag,
@@ -203,21 +216,28 @@ impl SapiHandler for OutputWriter {
         }
     }
 
-    fn send_headers(&mut self, status: u16) {
+    fn send_headers(&mut self, status: u16, status_line: Option<&[u8]>) {
         if self.finished {
             return;
         }
-        let status = match status {
-            0 => StatusCode::OK,
-            200..=999 => StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            _ => {
+        let status_header = self.status_header.take();
+        let (status, reason) = match response_status(status, status_line, status_header.as_deref())
+        {
+            Ok(decided) => decided,
+            Err(InvalidStatus(status)) => {
                 tracing::warn!(request = %self.tag, status, "PHP set a status that cannot be final; answering 500");
-                StatusCode::INTERNAL_SERVER_ERROR
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
         };
+        let mut headers = std::mem::take(&mut self.headers);
+        if status == StatusCode::NOT_MODIFIED {
+            // As php-fpm: a 304 describes no body, so no Content-Type.
+            headers.remove(header::CONTENT_TYPE);
+        }
         self.head = Some(ResponseHead {
             status,
-            headers: std::mem::take(&mut self.headers),
+            reason,
+            headers,
         });
     }
 
@@ -276,7 +296,7 @@ impl SapiHandler for OutputWriter {
         if self.start.is_none() || !status.is_informational() {
             return false;
         }
-        sender.send(ResponseHead { status, headers }).is_ok()
+        sender.send(ResponseHead::new(status, headers)).is_ok()
     }
 }
 
@@ -302,7 +322,7 @@ mod tests {
     async fn a_short_response_goes_out_whole() {
         let (mut w, rx) = writer();
         w.header(b"X-A: 1");
-        w.send_headers(201);
+        w.send_headers(201, None);
         assert!(w.write(b"hello "));
         assert!(w.write(b"world"));
         std::thread::spawn(move || w.finish()).join().unwrap();
@@ -315,10 +335,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_status_header_sets_the_status_and_is_not_sent() {
+        let (mut w, rx) = writer();
+        w.header(b"Status: 404 Gone Fishing");
+        w.header(b"Status: 500 Second");
+        w.header(b"Content-Type: text/plain");
+        w.send_headers(200, None);
+        std::thread::spawn(move || w.finish()).join().unwrap();
+        let head = rx.await.unwrap().head;
+        assert_eq!(head.status, 404);
+        assert_eq!(head.reason.unwrap().as_bytes(), b"Gone Fishing");
+        assert!(head.headers.get("status").is_none());
+        assert_eq!(head.headers["content-type"], "text/plain");
+    }
+
+    #[tokio::test]
+    async fn a_304_has_no_content_type() {
+        let (mut w, rx) = writer();
+        w.header(b"Content-Type: text/html");
+        w.header(b"ETag: \"x\"");
+        w.send_headers(304, Some(b"HTTP/1.1 304 Not Modified"));
+        std::thread::spawn(move || w.finish()).join().unwrap();
+        let head = rx.await.unwrap().head;
+        assert_eq!(head.status, 304);
+        assert!(head.headers.get("content-type").is_none());
+        assert_eq!(head.headers["etag"], "\"x\"");
+    }
+
+    #[tokio::test]
     async fn flush_starts_the_stream() {
         let (mut w, rx) = writer();
         let worker = std::thread::spawn(move || {
-            w.send_headers(200);
+            w.send_headers(200, None);
             w.write(b"first");
             w.flush();
             w.write(b"second");
@@ -345,7 +393,7 @@ mod tests {
     async fn finish_request_ends_the_response_and_drops_later_output() {
         let (mut w, rx) = writer();
         let worker = std::thread::spawn(move || {
-            w.send_headers(200);
+            w.send_headers(200, None);
             w.write(b"done");
             assert!(w.finish_request());
             assert!(!w.finish_request());
@@ -362,7 +410,7 @@ mod tests {
     fn a_client_gone_before_output_stops_the_next_write() {
         let (mut w, _rx) = writer();
         w.context.control.set_client_gone();
-        w.send_headers(200);
+        w.send_headers(200, None);
         assert!(!w.write(b"x"));
     }
 
@@ -370,7 +418,7 @@ mod tests {
     fn a_gone_client_is_reported() {
         let (mut w, rx) = writer();
         drop(rx);
-        w.send_headers(200);
+        w.send_headers(200, None);
         w.write(b"x");
         w.flush();
         assert!(w.client_gone());

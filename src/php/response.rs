@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
+use hyper::ext::ReasonPhrase;
 use tokio::sync::mpsc;
 
 use super::control::ClientGuard;
@@ -20,18 +21,92 @@ use super::timings::PhpTimings;
 pub struct ResponseHead {
     /// The status PHP set (200 unless the script or an error changed it).
     pub status: StatusCode,
+    /// A reason phrase other than the status's usual one, sent on HTTP/1 (see
+    /// [`response_status`]).
+    pub reason: Option<ReasonPhrase>,
     /// The headers the script set, less those the server owns (framing, hop-by-hop).
     pub headers: HeaderMap,
 }
 
 impl ResponseHead {
-    /// The head of a response PHP never produced: 500, no headers.
-    pub fn internal_error() -> Self {
+    /// A head with `status`, its usual reason phrase and `headers`.
+    pub fn new(status: StatusCode, headers: HeaderMap) -> Self {
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            headers: HeaderMap::new(),
+            status,
+            reason: None,
+            headers,
         }
     }
+
+    /// The head of a response PHP never produced: 500, no headers.
+    pub fn internal_error() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new())
+    }
+}
+
+/// Why PHP's status could not be sent as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidStatus(pub u16);
+
+/// The status a PHP response goes out with, decided as php-fpm and nginx decide it:
+///
+/// - a status other than 200 with a status line (`header("HTTP/1.1 399 My Reason")`) takes
+///   the code and reason phrase of that line;
+/// - otherwise a `Status:` header from the script (`header("Status: 404 Not Found")`), the
+///   CGI way, names them;
+/// - otherwise PHP's code, with its usual reason phrase (an empty one for a code that has
+///   none, where hyper would write `<none>`).
+///
+/// A code that cannot end a response (below 200, above 999) is an error.
+pub fn response_status(
+    code: u16,
+    status_line: Option<&[u8]>,
+    status_header: Option<&[u8]>,
+) -> Result<(StatusCode, Option<ReasonPhrase>), InvalidStatus> {
+    let from_line = status_line
+        .filter(|_| code != 200)
+        .and_then(|line| {
+            let space = line.iter().position(|b| *b == b' ')?;
+            let is_http = space >= 5 && line[..5].eq_ignore_ascii_case(b"HTTP/");
+            is_http.then(|| code_and_reason(&line[space + 1..]))
+        })
+        .filter(|(code, _)| *code != 0);
+    let from_header = || {
+        status_header
+            .map(code_and_reason)
+            .filter(|(code, _)| *code != 0)
+    };
+    let (code, reason) = from_line.or_else(from_header).unwrap_or((code, &[]));
+    let code = if code == 0 { 200 } else { code };
+    let status = match StatusCode::from_u16(code) {
+        Ok(status) if code >= 200 => status,
+        _ => return Err(InvalidStatus(code)),
+    };
+    let canonical = status.canonical_reason().map(str::as_bytes);
+    let reason = match (reason, canonical) {
+        ([], Some(_)) => None,
+        (reason, Some(usual)) if reason.eq_ignore_ascii_case(usual) => None,
+        (reason, _) => ReasonPhrase::try_from(reason).ok(),
+    };
+    Ok((status, reason))
+}
+
+/// `"404 Not Found"` → (404, `"Not Found"`), reading the code as C's `atoi` (0 when none).
+fn code_and_reason(text: &[u8]) -> (u16, &[u8]) {
+    let text = trim(text);
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    let code = std::str::from_utf8(&text[..digits.min(4)])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    (code, trim(&text[digits..]))
+}
+
+/// Whether a PHP header line is the CGI `Status:` header (which is not sent as a header).
+pub fn status_header_value(line: &[u8]) -> Option<&[u8]> {
+    let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+    name.eq_ignore_ascii_case(b"status")
+        .then(|| trim(&value[1..]))
 }
 
 /// What the worker hands to the HTTP side when the response starts.
@@ -172,6 +247,54 @@ mod tests {
         assert_eq!(h["content-type"], "text/plain");
         let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn the_status_comes_from_the_line_then_the_status_header_then_the_code() {
+        let reason = |r: &str| Some(ReasonPhrase::try_from(r.as_bytes()).unwrap());
+        let line = Some(&b"HTTP/1.1 399 Choose Your Own Adventure"[..]);
+        assert_eq!(
+            response_status(399, line, None),
+            Ok((
+                StatusCode::from_u16(399).unwrap(),
+                reason("Choose Your Own Adventure")
+            ))
+        );
+        // The usual reason is not repeated; an unknown code without one gets an empty one.
+        assert_eq!(
+            response_status(404, Some(b"HTTP/1.0 404 Not Found"), None),
+            Ok((StatusCode::NOT_FOUND, None))
+        );
+        assert_eq!(
+            response_status(299, None, None),
+            Ok((StatusCode::from_u16(299).unwrap(), reason("")))
+        );
+        // A 200 status line is not used (php-fpm sends no Status for it); a Status header is.
+        assert_eq!(
+            response_status(200, Some(b"HTTP/1.1 200 Fine"), Some(b"410 Gone Away")),
+            Ok((StatusCode::GONE, reason("Gone Away")))
+        );
+        assert_eq!(
+            response_status(302, None, Some(b"nonsense")),
+            Ok((StatusCode::FOUND, None))
+        );
+        assert_eq!(response_status(0, None, None), Ok((StatusCode::OK, None)));
+        assert_eq!(response_status(103, None, None), Err(InvalidStatus(103)));
+        assert_eq!(
+            response_status(200, None, Some(b"1000 Big")),
+            Err(InvalidStatus(1000))
+        );
+    }
+
+    #[test]
+    fn the_cgi_status_header_is_recognised() {
+        assert_eq!(
+            status_header_value(b"Status: 404 Not Found"),
+            Some(&b"404 Not Found"[..])
+        );
+        assert_eq!(status_header_value(b"status:201"), Some(&b"201"[..]));
+        assert_eq!(status_header_value(b"Status-Code: 1"), None);
+        assert_eq!(status_header_value(b"no colon"), None);
     }
 
     #[test]

@@ -404,6 +404,9 @@ impl Inner {
         let mut response = Response::new(Body::new(body));
         *response.status_mut() = head.status;
         *response.headers_mut() = head.headers;
+        if let Some(reason) = head.reason {
+            response.extensions_mut().insert(reason);
+        }
         if let Some(timings) = timings {
             response.extensions_mut().insert(timings);
         }
