@@ -248,9 +248,11 @@ static const zend_function_entry frankenphp_alias_functions[] = {
  *
  * PHP's putenv() calls setenv(3), which races with every other thread reading the
  * environment (other PHP workers, Rust). tokio_php keeps a request's putenv() values in a
- * per-thread table instead: getenv() sees them (through the SAPI's getenv callback), other
- * threads and requests do not, and they are dropped at the end of the request, which is
- * when php-fpm restores the environment too. */
+ * per-thread table instead: getenv() sees them (getenv() itself is replaced too, so that
+ * getenv() with no argument and getenv($name, true) see them as under php-fpm; extensions
+ * that call sapi_getenv() see them through the SAPI's getenv callback), other threads and
+ * requests do not, and they are dropped at the end of the request, which is when php-fpm
+ * restores the environment too. */
 
 ZEND_TLS HashTable *request_env = NULL; /* emalloc'd for the current request, or NULL */
 
@@ -279,6 +281,48 @@ PHP_FUNCTION(tokio_putenv)
     }
     zend_hash_str_update(request_env, p, name_len, &value);
     RETURN_TRUE;
+}
+
+/* PHP's own getenv(), called for what the request's table does not answer. */
+static zif_handler tphp_php_getenv = NULL;
+
+PHP_FUNCTION(tokio_getenv)
+{
+    char *name = NULL;
+    size_t name_len = 0;
+    bool local_only = 0;
+    ZEND_PARSE_PARAMETERS_START(0, 2)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_STRING_OR_NULL(name, name_len)
+        Z_PARAM_BOOL(local_only)
+    ZEND_PARSE_PARAMETERS_END();
+    (void) local_only; /* the request's values are its local environment either way */
+    if (request_env && name) {
+        zval *value = zend_hash_str_find(request_env, name, name_len);
+        if (value) {
+            if (Z_TYPE_P(value) == IS_STRING) {
+                RETURN_STR_COPY(Z_STR_P(value));
+            }
+            RETURN_FALSE; /* putenv("NAME") unset it */
+        }
+    }
+    tphp_php_getenv(INTERNAL_FUNCTION_PARAM_PASSTHRU);
+    if (request_env && !name && Z_TYPE_P(return_value) == IS_ARRAY) {
+        /* The process environment, with this request's changes on top. */
+        zend_string *key;
+        zval *value;
+        ZEND_HASH_FOREACH_STR_KEY_VAL(request_env, key, value) {
+            if (!key) {
+                continue;
+            }
+            if (Z_TYPE_P(value) == IS_STRING) {
+                Z_TRY_ADDREF_P(value);
+                zend_symtable_update(Z_ARRVAL_P(return_value), key, value);
+            } else {
+                zend_symtable_del(Z_ARRVAL_P(return_value), key);
+            }
+        } ZEND_HASH_FOREACH_END();
+    }
 }
 
 static char *tphp_getenv(const char *name, size_t name_len)
@@ -316,6 +360,12 @@ static PHP_MINIT_FUNCTION(tokio_php)
                                                       sizeof("putenv") - 1);
     if (putenv_fn && putenv_fn->type == ZEND_INTERNAL_FUNCTION) {
         putenv_fn->internal_function.handler = ZEND_FN(tokio_putenv);
+    }
+    zend_function *getenv_fn = zend_hash_str_find_ptr(CG(function_table), "getenv",
+                                                      sizeof("getenv") - 1);
+    if (getenv_fn && getenv_fn->type == ZEND_INTERNAL_FUNCTION) {
+        tphp_php_getenv = getenv_fn->internal_function.handler;
+        getenv_fn->internal_function.handler = ZEND_FN(tokio_getenv);
     }
     if (!zend_hash_str_exists(CG(function_table), "fastcgi_finish_request",
                               sizeof("fastcgi_finish_request") - 1)) {
@@ -363,7 +413,13 @@ static int tphp_sapi_deactivate(void)
 static size_t tphp_ub_write(const char *str, size_t len)
 {
     void *context = SG(server_context);
-    if (context && !tphp_rust_write(context, str, len)) {
+    if (!context) {
+        /* Output outside a request is PHP's own, at module startup (display_startup_errors:
+         * why it will not start): the server log, where php-fpm puts it too. */
+        tphp_rust_log(NULL, str, len, 5 /* LOG_NOTICE */);
+        return len;
+    }
+    if (!tphp_rust_write(context, str, len)) {
         /* The client is gone: php-fpm's behaviour, which may end the script here. */
         php_handle_aborted_connection();
     }
@@ -470,6 +526,11 @@ static sapi_module_struct tphp_sapi_module = {
     .log_message = tphp_log_message,
     .get_request_time = tphp_get_request_time,
     .getenv = tphp_getenv,
+    /* PHP reports request-parsing and header errors (rfc1867.c, SAPI.c) through this
+     * without a NULL check; php_error is what every shipped SAPI sets: the message goes
+     * through PHP's error handling (the log with the request, the output when
+     * display_errors is on), exactly as under php-fpm. */
+    .sapi_error = php_error,
     .ini_defaults = tphp_ini_defaults,
     /* A server does not read php.ini from whatever directory it was started in. */
     .php_ini_ignore_cwd = 1,

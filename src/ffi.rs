@@ -824,13 +824,17 @@ ffi_callback! {
 ffi_callback! {
     /// `log_message`: with a request it goes to that request's handler, else to the log.
     fn tphp_rust_log(context: *mut c_void, message: *const c_char, len: usize, level: c_int) -> (), fallback (), {
-        // SAFETY: the shim passes a NUL-terminated message of `len` bytes.
+        // SAFETY: the shim passes a message of `len` bytes.
         let text = String::from_utf8_lossy(unsafe { bytes(message, len) });
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
         let level = PhpLogLevel::from_syslog(level);
         // SAFETY: the context is NULL outside a request, else the running request's.
         match unsafe { handler(context) } {
-            Some(h) => h.log(level, &text),
-            None => log_php(level, &text, None),
+            Some(h) => h.log(level, text),
+            None => log_php(level, text, None),
         }
     }
 }
