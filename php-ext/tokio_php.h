@@ -91,6 +91,10 @@ int tphp_startup(const tphp_startup_config *config);
 void tphp_shutdown(void);
 int tphp_is_zts(void);
 const char *tphp_php_version(void);
+/* Whether OPcache's shared-memory restarts wait for every thread (1), or may rewind memory
+ * other threads still run (0: a PHP without scripts/php-patches/opcache-zts-restart.patch);
+ * -1 when OPcache is not loaded. Call after tphp_startup(). */
+int tphp_opcache_restart_waits_for_threads(void);
 /* Sets up this thread's PHP context and fills `interrupt` (may be NULL) with its flags. */
 void tphp_thread_init(tphp_interrupt_handle *interrupt);
 void tphp_thread_shutdown(void);

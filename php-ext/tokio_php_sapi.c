@@ -16,6 +16,7 @@
 #include <php_output.h>
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
+#include <dlfcn.h>
 #include <time.h>
 
 #ifdef ZTS
@@ -567,6 +568,15 @@ int tphp_startup(const tphp_startup_config *config)
     sapi_module.name = TOKIO_PHP_SAPI_NAME;
     startup_config = NULL;
     return ok ? 0 : -1;
+}
+
+int tphp_opcache_restart_waits_for_threads(void)
+{
+    if (!zend_get_extension("Zend OPcache")) {
+        return -1;
+    }
+    /* Defined by the patched OPcache (loaded RTLD_GLOBAL), absent from any other. */
+    return dlsym(RTLD_DEFAULT, "zend_accel_restart_waits_for_threads") != NULL;
 }
 
 void tphp_shutdown(void)

@@ -14,6 +14,7 @@
 #   PHP_CONFIG=$(scripts/setup-php.sh)
 set -euo pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 say() { printf '[setup-php] %s\n' "$*" >&2; }
 die() { printf '[setup-php] error: %s\n' "$*" >&2; exit 1; }
 
@@ -27,7 +28,7 @@ fi
 CACHE=${TOKIO_PHP_CACHE:-$HOME/.cache/tokio_php}
 PHP_SERIES=${PHP_SERIES:-8.2}
 # Bumped whenever the build itself changes (flags, patches), so a cached build is redone.
-BUILD_REV=r2
+BUILD_REV=r4
 if [ -n "${PHP_TARBALL:-}" ]; then
   base=$(basename "$PHP_TARBALL")
   base=${base%.tar.*}
@@ -48,7 +49,7 @@ if [ "$(id -u)" != 0 ]; then
   SUDO=sudo
 fi
 
-BUILD_DEPS=(build-essential pkg-config autoconf bison re2c file xz-utils dpkg-dev
+BUILD_DEPS=(build-essential pkg-config autoconf bison re2c file xz-utils dpkg-dev patch
   libxml2-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev libonig-dev libzip-dev
   libsodium-dev zlib1g-dev)
 
@@ -116,6 +117,19 @@ else
   say "note: Zend/zend_strtod.c is not as expected; dtoa keeps its global lock"
 fi
 
+# Fixes for running PHP threaded in one process (each patch says what and why). One that
+# does not apply to this source is left out with a note; tokio_php says at startup what
+# that means.
+for fix in "$HERE"/php-patches/*.patch; do
+  [ -f "$fix" ] || continue
+  if patch -p1 --forward --dry-run --silent <"$fix" >/dev/null 2>&1; then
+    say "applying $(basename "$fix")"
+    patch -p1 --forward --silent <"$fix" >&2
+  else
+    say "note: $(basename "$fix") does not apply to $(basename "$SRC"); built without it"
+  fi
+done
+
 say "configuring $(basename "$SRC") (ZTS, embed SAPI) into $PREFIX"
 ./configure --prefix="$PREFIX" \
   --enable-embed=shared --enable-zts --disable-zend-signals --enable-zend-max-execution-timers \
@@ -138,6 +152,12 @@ make install >"$WORK/install.log" 2>&1 || { tail -n 40 "$WORK/install.log" >&2; 
 # the headers themselves are installed without it.
 sed -i 's|/@DEBIAN_PHP_API@||g' "$PREFIX/bin/php-config" "$PREFIX/bin/phpize"
 "$PREFIX/bin/php-config" --includes | grep -q '@' && die "php-config still holds a placeholder: $("$PREFIX/bin/php-config" --includes)"
+# php-src's own .phpt tests (and the files they read), for the conformance runner
+# (tests/phpt.rs): the same source, so the same version as the PHP built here.
+say "keeping php-src's tests in $PREFIX/share/php-src-tests"
+mkdir -p "$PREFIX/share/php-src-tests"
+find . -type d -name tests -prune -print | tar -cf - -T - run-tests.php |
+  tar -xf - -C "$PREFIX/share/php-src-tests"
 touch "$PREFIX/.complete"
 say "built ZTS PHP $("$PREFIX/bin/php-config" --version) in $(($(date +%s) - start))s: $PREFIX"
 echo "$PREFIX/bin/php-config"

@@ -137,6 +137,13 @@ impl App {
             config.php_ini.as_deref(),
             engine::jit_entries(config.opcache_jit, config.opcache_jit_buffer_size),
         )?;
+        if ffi::is_zts() && ffi::opcache_restart_waits_for_threads() == Some(false) {
+            tracing::warn!(
+                "this PHP's OPcache may restart its shared memory while other worker threads run \
+                 scripts (opcache_reset(), a full cache), which crashes the server; build PHP with \
+                 scripts/setup-php.sh, which applies scripts/php-patches/opcache-zts-restart.patch"
+            );
+        }
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
         let php = PhpService::new(pool.handle(), &config.document_root)

@@ -144,6 +144,7 @@ unsafe extern "C" {
     fn tphp_startup(config: *const TphpStartupConfig) -> c_int;
     fn tphp_shutdown();
     fn tphp_is_zts() -> c_int;
+    fn tphp_opcache_restart_waits_for_threads() -> c_int;
     fn tphp_php_version() -> *const c_char;
     fn tphp_thread_init(interrupt: *mut TphpInterruptHandle);
     fn tphp_thread_shutdown();
@@ -246,6 +247,19 @@ pub(crate) fn shutdown() {
 pub fn is_zts() -> bool {
     // SAFETY: a pure function of how the shim was compiled.
     unsafe { tphp_is_zts() != 0 }
+}
+
+/// Whether OPcache, when loaded, restarts its shared memory only once no worker thread
+/// runs a request (`Some(false)`: a PHP built without
+/// `scripts/php-patches/opcache-zts-restart.patch`, where `opcache_reset()` or a full cache
+/// can crash a threaded server). None when OPcache is not loaded. PHP must be started.
+pub(crate) fn opcache_restart_waits_for_threads() -> Option<bool> {
+    // SAFETY: called after startup() succeeded (App does); the shim only reads PHP's
+    // extension list and looks a symbol up.
+    match unsafe { tphp_opcache_restart_waits_for_threads() } {
+        -1 => None,
+        n => Some(n == 1),
+    }
 }
 
 /// The linked PHP's version, such as `8.2.32`.

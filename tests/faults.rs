@@ -205,3 +205,84 @@ fn help_lists_every_variable() {
         assert!(help.contains(setting.env), "{} missing", setting.env);
     }
 }
+
+/// OPcache's restart (`opcache_reset()`, or a full cache) rewinds shared memory that other
+/// worker threads may be executing; PHP built by scripts/setup-php.sh waits for them
+/// (scripts/php-patches/opcache-zts-restart.patch). Without that wait this kills the
+/// process (SIGSEGV, "zend_mm_heap corrupted") within a few hundred requests.
+#[tokio::test]
+async fn opcache_restarts_under_load_do_not_take_the_server_down() {
+    let root = tempfile::tempdir().unwrap();
+    let scripts = 300;
+    for i in 0..scripts {
+        std::fs::write(
+            root.path().join(format!("s{i}.php")),
+            format!(
+                "<?php\nfunction f{i}($n) {{ return array_map(fn($v) => $v * {i}, range(1, $n)); }}\n\
+                 class C{i} {{ public $a = ['k{i}' => 1]; function m() {{ return strrev('abc{i}'); }} }}\n\
+                 $t = 0; for ($k = 0; $k < 300; $k++) {{ $t += count(f{i}(20)); }}\n\
+                 echo array_sum(f{i}(50)), (new C{i})->m();\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.path().join("reset.php"),
+        "<?php for ($i = 0; $i < 20; $i++) { opcache_reset(); usleep(1000); } echo 'reset';",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("status.php"),
+        "<?php echo opcache_get_status(false)['opcache_statistics']['manual_restarts'];",
+    )
+    .unwrap();
+    let server = TestServer::start_with_root(root.path(), &[("PHP_WORKERS", "4")]);
+    assert!(
+        !server.log().contains("may restart its shared memory"),
+        "this PHP lacks the OPcache fix; log:\n{}",
+        server.log()
+    );
+    let client = client();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resets = {
+        let (client, url, done) = (client.clone(), server.url("/reset.php"), done.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(client.get(&url).send().await.map(|r| r.status().as_u16()));
+            }
+            statuses
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        round += 1;
+        let mut load = Vec::new();
+        for i in 0..scripts {
+            load.push(client.get(server.url(&format!("/s{i}.php"))).send());
+        }
+        for (i, r) in futures_util::future::join_all(load)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let r = r
+                .unwrap_or_else(|e| panic!("round {round}, s{i}.php: {e}; log:\n{}", server.log()));
+            assert_eq!(r.status(), 200, "round {round}, s{i}.php");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for status in resets.await.unwrap() {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let r = client.get(server.url("/s1.php")).send().await.unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("{}1cba", (1..=50).sum::<i32>())
+    );
+    // The restarts were carried out (when no thread was inside a request), not skipped.
+    let r = client.get(server.url("/status.php")).send().await.unwrap();
+    let restarts: u64 = r.text().await.unwrap().parse().unwrap();
+    assert!(restarts > 0, "no OPcache restart was carried out");
+}
