@@ -53,6 +53,7 @@ fn main() {
     println!("cargo::rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     println!("cargo::rustc-env=TOKIO_PHP_CONFIG={}", php_config.display());
     println!("cargo::rustc-env=TOKIO_PHP_EXTENSION_DIR={extension_dir}");
+    println!("cargo::rustc-env=TOKIO_PHP_PREFIX={prefix}");
 
     let php_config_h = Path::new(&include_dir).join("main/php_config.h");
     let header = std::fs::read_to_string(&php_config_h).unwrap_or_default();

@@ -30,6 +30,14 @@ impl TestServer {
 
     /// Starts the server on `root` with `env`.
     pub fn start_with_root(root: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::try_start_with_root(root, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the server on `root` with `env`; the error says why it did not come up.
+    pub fn try_start_with_root(
+        root: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tokio_php"));
         command
             .env_clear()
@@ -97,14 +105,17 @@ impl TestServer {
         let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("server did not start; log:\n{}", log.lock().unwrap());
+            return Err(format!(
+                "server did not start; log:\n{}",
+                log.lock().unwrap()
+            ));
         };
-        Self {
+        Ok(Self {
             child,
             addr,
             log,
             stdout,
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -191,6 +202,11 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// How the server exited, if it has (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The server's process id.
