@@ -22,6 +22,7 @@ PORT_NGINX_H2=18082
 PORT_BUILTIN=18083
 
 say() { printf '[bench] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
 
 # --- tools ------------------------------------------------------------------------------
 need=()
@@ -230,6 +231,13 @@ wait_port() {
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# A server already on one of the ports would be measured instead of ours: refuse.
+for port in $PORT_TOKIO $PORT_NGINX; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port on 127.0.0.1 is in use by another process; stop it or free the port"
+  fi
+done
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
