@@ -1,6 +1,7 @@
 //! Rejects requests whose Host cannot be trusted before anything else sees them: an
-//! HTTP/1.1 request without Host, with two Host headers, or with a Host that is not a valid
-//! `host[:port]` gets 400.
+//! HTTP/1.1 request without Host, with two Host headers, or with a Host (or a request
+//! target's authority) that is not a valid `host[:port]`, a port included (0 to 65535), gets
+//! 400; so does an HTTP/2 request whose `:authority` and `host` disagree (RFC 9113 §8.3.1).
 //!
 //! # Example
 //!
@@ -69,7 +70,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        match check_host(request.version(), request.headers()) {
+        let authority = request.uri().authority().map(|a| a.as_str());
+        match check_host(request.version(), authority, request.headers()) {
             Ok(()) => ResponseFuture {
                 kind: Kind::Inner {
                     future: self.inner.call(request),
@@ -120,11 +122,21 @@ where
     }
 }
 
-/// Ok, or why the Host is refused.
-pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), &'static str> {
+/// Ok, or why the Host is refused. `authority` is the request target's (HTTP/2's
+/// `:authority`, or an HTTP/1 absolute-form target's).
+pub fn check_host(
+    version: Version,
+    authority: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), &'static str> {
+    if let Some(authority) = authority
+        && !is_valid_host(authority.as_bytes())
+    {
+        return Err("malformed authority in the request target");
+    }
     let mut hosts = headers.get_all(header::HOST).iter();
     let Some(host) = hosts.next() else {
-        return if version == Version::HTTP_11 {
+        return if version == Version::HTTP_11 && authority.is_none() {
             Err("HTTP/1.1 request without Host")
         } else {
             Ok(())
@@ -133,11 +145,18 @@ pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), &'static 
     if hosts.next().is_some() {
         return Err("more than one Host header");
     }
-    if is_valid_host(host.as_bytes()) {
-        Ok(())
-    } else {
-        Err("malformed Host")
+    if !is_valid_host(host.as_bytes()) {
+        return Err("malformed Host");
     }
+    // HTTP/1: an absolute-form target's authority wins over Host (RFC 9112 §3.2.2), as
+    // nginx does. HTTP/2: the two must agree.
+    if version == Version::HTTP_2
+        && let Some(authority) = authority
+        && !authority.as_bytes().eq_ignore_ascii_case(host.as_bytes())
+    {
+        return Err("HTTP/2 :authority and host disagree");
+    }
+    Ok(())
 }
 
 /// `name[:port]` or `[v6]:port`, with a hostname of letters, digits, `-`, `.` and `_`.
@@ -172,8 +191,15 @@ fn is_valid_host(host: &[u8]) -> bool {
         && name
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b));
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p <= 65535)
+    });
     name_ok && port_ok
 }
 
@@ -199,21 +225,49 @@ mod tests {
             "[::1]:8080",
             "[::1]",
             "a_b.local",
+            "a:65535",
         ] {
             assert_eq!(
-                check_host(Version::HTTP_11, &headers(&[host])),
+                check_host(Version::HTTP_11, None, &headers(&[host])),
                 Ok(()),
                 "{host}"
             );
         }
-        assert_eq!(check_host(Version::HTTP_10, &headers(&[])), Ok(()));
-        assert_eq!(check_host(Version::HTTP_2, &headers(&[])), Ok(()));
+        assert_eq!(check_host(Version::HTTP_10, None, &headers(&[])), Ok(()));
+        assert_eq!(check_host(Version::HTTP_2, None, &headers(&[])), Ok(()));
+        // An absolute-form target needs no Host, and its authority wins over one.
+        assert_eq!(
+            check_host(Version::HTTP_11, Some("a.example"), &headers(&[])),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(
+                Version::HTTP_11,
+                Some("a.example"),
+                &headers(&["b.example"])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(
+                Version::HTTP_2,
+                Some("A.example:8443"),
+                &headers(&["a.EXAMPLE:8443"])
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refuses_a_bad_authority_and_http2_disagreement() {
+        assert!(check_host(Version::HTTP_11, Some("a:99999"), &headers(&["a"])).is_err());
+        assert!(check_host(Version::HTTP_2, Some("a.example"), &headers(&["b.example"])).is_err());
     }
 
     #[test]
     fn refuses_missing_repeated_and_malformed() {
-        assert!(check_host(Version::HTTP_11, &headers(&[])).is_err());
-        assert!(check_host(Version::HTTP_11, &headers(&["a", "b"])).is_err());
+        assert!(check_host(Version::HTTP_11, None, &headers(&[])).is_err());
+        assert!(check_host(Version::HTTP_11, None, &headers(&["a", "b"])).is_err());
         for host in [
             "",
             "a b",
@@ -224,9 +278,11 @@ mod tests {
             "[zz]:1",
             "user@host",
             "a:",
+            "evil.com:99999",
+            "evil.com:65536",
         ] {
             assert!(
-                check_host(Version::HTTP_11, &headers(&[host])).is_err(),
+                check_host(Version::HTTP_11, None, &headers(&[host])).is_err(),
                 "{host}"
             );
         }

@@ -36,7 +36,9 @@ pub struct RequestParts<'a> {
     pub original_path_and_query: &'a str,
     /// The query, without `?`.
     pub query: &'a str,
-    /// Host from the URI authority (HTTP/2), when the Host header is absent.
+    /// The request target's authority: HTTP/2's `:authority`, or an HTTP/1 absolute-form
+    /// target's (`GET http://example.com/ HTTP/1.1`). When present it is the host PHP sees,
+    /// as behind nginx, whatever the Host header says (RFC 9112 §3.2.2).
     pub authority: Option<&'a str>,
     /// The headers.
     pub headers: &'a HeaderMap,
@@ -102,10 +104,9 @@ impl PhpRequest {
             Version::HTTP_3 => ("HTTP/3.0", 3000),
             _ => ("HTTP/1.1", 1001),
         };
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(parts.authority)
+        let host = parts
+            .authority
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
         let server_name = host_without_port(host);
         let tls = parts.connection.is_some_and(|c| c.tls);
@@ -213,17 +214,20 @@ impl PhpRequest {
 }
 
 /// Every header as `HTTP_NAME`, repeated headers joined with ", " (cookies with "; ").
-/// Names with `_` are skipped, as nginx does, so `X_Real_IP` cannot pose as `X-Real-IP`;
-/// `Proxy` is skipped against httpoxy.
+///
+/// Only names of letters, digits and `-` are passed, as nginx's `ignore_invalid_headers`
+/// does: PHP would turn `.`, ` `, `_` and `[` into `_` (or an array), so `X.Forwarded.For`
+/// or `X_Forwarded_For` could pose as `X-Forwarded-For` and override it. With that alphabet
+/// (and names already in lower case) no two names give the same `HTTP_*` variable. `Proxy`
+/// is skipped against httpoxy. The target's authority, when there is one, is `HTTP_HOST`.
 fn push_http_headers(vars: &mut ServerVars, headers: &HeaderMap, authority: Option<&str>) {
-    if !headers.contains_key(header::HOST)
-        && let Some(authority) = authority
-    {
+    if let Some(authority) = authority {
         vars.push(b"HTTP_HOST", authority.as_bytes());
     }
     for name in headers.keys() {
         let n = name.as_str();
-        if n.contains('_') || n == "proxy" {
+        let plain = n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !plain || n == "proxy" || (authority.is_some() && name == header::HOST) {
             continue;
         }
         let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
@@ -279,7 +283,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn build(headers: &HeaderMap, version: Version) -> PhpRequest {
+    fn build(headers: &HeaderMap, version: Version, authority: Option<&str>) -> PhpRequest {
         let script = ScriptMatch {
             script_filename: PathBuf::from("/srv/public/index.php"),
             script_name: "/index.php".into(),
@@ -290,7 +294,7 @@ mod tests {
             version,
             original_path_and_query: "/index.php/users/42?x=1",
             query: "x=1",
-            authority: Some("example.org"),
+            authority,
             headers,
             mount_prefix: "",
             connection: Some(ConnectionInfo {
@@ -320,7 +324,7 @@ mod tests {
         headers.insert("x_spoof", "1".parse().unwrap());
         headers.insert("proxy", "evil".parse().unwrap());
         headers.insert("content-type", "text/plain".parse().unwrap());
-        let r = build(&headers, Version::HTTP_11);
+        let r = build(&headers, Version::HTTP_11, None);
         assert_eq!(var(&r, "REQUEST_URI"), Some("/index.php/users/42?x=1"));
         assert_eq!(var(&r, "SCRIPT_NAME"), Some("/index.php"));
         assert_eq!(var(&r, "PATH_INFO"), Some("/users/42"));
@@ -344,10 +348,56 @@ mod tests {
 
     #[test]
     fn http2_takes_host_from_the_authority() {
-        let r = build(&HeaderMap::new(), Version::HTTP_2);
+        let r = build(&HeaderMap::new(), Version::HTTP_2, Some("example.org"));
         assert_eq!(var(&r, "HTTP_HOST"), Some("example.org"));
         assert_eq!(var(&r, "SERVER_NAME"), Some("example.org"));
         assert_eq!(var(&r, "SERVER_PROTOCOL"), Some("HTTP/2.0"));
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host_over_the_host_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "other.example".parse().unwrap());
+        let r = build(&headers, Version::HTTP_11, Some("example.org:8443"));
+        assert_eq!(var(&r, "HTTP_HOST"), Some("example.org:8443"));
+        assert_eq!(var(&r, "SERVER_NAME"), Some("example.org"));
+        assert_eq!(
+            r.server_vars()
+                .iter()
+                .filter(|(n, _)| *n == b"HTTP_HOST")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn only_plain_header_names_reach_server_vars() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        headers.insert("x.forwarded.for", "6.6.6.6".parse().unwrap());
+        headers.insert("x_forwarded_for", "6.6.6.6".parse().unwrap());
+        headers.insert("foo-bar", "y".parse().unwrap());
+        headers.insert("foo.bar", "x".parse().unwrap());
+        headers.insert("x~y", "1".parse().unwrap());
+        let r = build(&headers, Version::HTTP_11, None);
+        let http: Vec<(String, String)> = r
+            .server_vars()
+            .iter()
+            .filter(|(n, _)| n.starts_with(b"HTTP_"))
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            http,
+            [
+                ("HTTP_X_FORWARDED_FOR".to_owned(), "1.1.1.1".to_owned()),
+                ("HTTP_FOO_BAR".to_owned(), "y".to_owned())
+            ]
+        );
     }
 
     #[test]
