@@ -7,7 +7,7 @@ PHP_CONFIG_PATH = $(shell scripts/setup-php.sh)
 CARGO ?= cargo
 LISTEN_ADDR ?= 127.0.0.1:8080
 
-.PHONY: run test php build release lint fmt bench clean-php
+.PHONY: run test test-deps php build release lint fmt bench clean-php
 
 php:
 	@scripts/setup-php.sh >/dev/null
@@ -15,7 +15,10 @@ php:
 run: php
 	PHP_CONFIG=$(PHP_CONFIG_PATH) LISTEN_ADDR=$(LISTEN_ADDR) $(CARGO) run --release --bin tokio_php
 
-test: php
+test-deps:
+	@scripts/setup-test-deps.sh
+
+test: php test-deps
 	PHP_CONFIG=$(PHP_CONFIG_PATH) $(CARGO) test --all-targets
 	PHP_CONFIG=$(PHP_CONFIG_PATH) $(CARGO) test --doc
 

@@ -95,8 +95,10 @@ const char *tphp_php_version(void);
  * other threads still run (0: a PHP without scripts/php-patches/opcache-zts-restart.patch);
  * -1 when OPcache is not loaded. Call after tphp_startup(). */
 int tphp_opcache_restart_waits_for_threads(void);
-/* Sets up this thread's PHP context and fills `interrupt` (may be NULL) with its flags. */
-void tphp_thread_init(tphp_interrupt_handle *interrupt);
+/* Sets up this thread's PHP context and fills `interrupt` (may be NULL) with its flags.
+ * The thread also gets a filesystem context (umask, cwd) of its own; returns 0, or the
+ * errno of that unshare(CLONE_FS) when it failed (the thread then shares the process's). */
+int tphp_thread_init(tphp_interrupt_handle *interrupt);
 void tphp_thread_shutdown(void);
 /* Runs one request; fills `timings` when it is not NULL, and `end` (never NULL). */
 int tphp_execute(void *context, const tphp_request *request, tphp_timings *timings,

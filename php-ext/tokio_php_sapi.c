@@ -16,7 +16,12 @@
 #include <php_output.h>
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
+#include <ext/standard/basic_functions.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <locale.h>
+#include <langinfo.h>
+#include <sched.h>
 #include <time.h>
 
 #ifdef ZTS
@@ -336,6 +341,187 @@ static char *tphp_getenv(const char *name, size_t name_len)
     return value && Z_TYPE_P(value) == IS_STRING ? Z_STRVAL_P(value) : NULL;
 }
 
+/* === setlocale() per request ===
+ *
+ * PHP's setlocale() changes the process's locale: while one request had set de_DE, every
+ * other worker thread printed sprintf('%.2f', 1.5) as "1,50". tokio_php's setlocale() gives
+ * the calling thread a locale of its own (newlocale() + uselocale()), which everything
+ * locale-dependent in the thread reads (localeconv(), strcoll(), ctype, MB_CUR_MAX), and
+ * drops it when the request ends; other threads keep the process's locale. */
+
+ZEND_TLS locale_t request_locale = (locale_t) 0;      /* this thread's, or 0 for the process's */
+ZEND_TLS char request_locale_name[1024];              /* LC_ALL's name when categories differ */
+
+static int tphp_locale_mask(zend_long category)
+{
+    switch (category) {
+        case LC_ALL: return LC_ALL_MASK;
+        case LC_CTYPE: return LC_CTYPE_MASK;
+        case LC_NUMERIC: return LC_NUMERIC_MASK;
+        case LC_TIME: return LC_TIME_MASK;
+        case LC_COLLATE: return LC_COLLATE_MASK;
+        case LC_MONETARY: return LC_MONETARY_MASK;
+        case LC_MESSAGES: return LC_MESSAGES_MASK;
+        default: return -1;
+    }
+}
+
+/* What setlocale(category, NULL) would answer for this thread's locale. */
+static const char *tphp_locale_name(int category)
+{
+    if (!request_locale) {
+        return setlocale(category, NULL);
+    }
+    if (category != LC_ALL) {
+        return nl_langinfo_l(_NL_LOCALE_NAME(category), request_locale);
+    }
+    /* glibc's LC_ALL: the one name, or every category's in order when they differ. */
+    static const int categories[] = {LC_CTYPE, LC_NUMERIC, LC_TIME, LC_COLLATE, LC_MONETARY,
+        LC_MESSAGES, LC_PAPER, LC_NAME, LC_ADDRESS, LC_TELEPHONE, LC_MEASUREMENT,
+        LC_IDENTIFICATION};
+    static const char *const names[] = {"LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE",
+        "LC_MONETARY", "LC_MESSAGES", "LC_PAPER", "LC_NAME", "LC_ADDRESS", "LC_TELEPHONE",
+        "LC_MEASUREMENT", "LC_IDENTIFICATION"};
+    const size_t n = sizeof(categories) / sizeof(categories[0]);
+    const char *first = nl_langinfo_l(_NL_LOCALE_NAME(LC_CTYPE), request_locale);
+    bool same = true;
+    for (size_t i = 1; i < n && same; i++) {
+        same = strcmp(first, nl_langinfo_l(_NL_LOCALE_NAME(categories[i]), request_locale)) == 0;
+    }
+    if (same) {
+        return first;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = nl_langinfo_l(_NL_LOCALE_NAME(categories[i]), request_locale);
+        int wrote = snprintf(request_locale_name + used, sizeof(request_locale_name) - used,
+                             "%s%s=%s", i ? ";" : "", names[i], name);
+        if (wrote < 0 || (size_t) wrote >= sizeof(request_locale_name) - used) {
+            return NULL;
+        }
+        used += (size_t) wrote;
+    }
+    return request_locale_name;
+}
+
+/* setlocale() for this thread only; NULL as setlocale() fails. */
+static const char *tphp_thread_setlocale(zend_long category, const char *name)
+{
+    int mask = tphp_locale_mask(category);
+    if (mask < 0) {
+        return NULL;
+    }
+    if (!name) {
+        return tphp_locale_name((int) category);
+    }
+    locale_t base = duplocale(request_locale ? request_locale : LC_GLOBAL_LOCALE);
+    if (!base) {
+        return NULL;
+    }
+    locale_t next = newlocale(mask, name, base); /* takes base, or leaves it on failure */
+    if (!next) {
+        freelocale(base);
+        return NULL;
+    }
+    uselocale(next);
+    if (request_locale) {
+        freelocale(request_locale);
+    }
+    request_locale = next;
+    return tphp_locale_name((int) category);
+}
+
+/* The thread goes back to the process's locale (end of a request). */
+static void tphp_request_locale_reset(void)
+{
+    if (!request_locale) {
+        return;
+    }
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(request_locale);
+    request_locale = (locale_t) 0;
+    zend_update_current_locale();
+}
+
+/* PHP's try_setlocale_str(), on the thread's locale. */
+static zend_string *tphp_try_setlocale(zend_long category, zend_string *locale)
+{
+    if (zend_string_equals_literal(locale, "0")) {
+        locale = NULL;
+    } else if (ZSTR_LEN(locale) >= 255) {
+        php_error_docref(NULL, E_WARNING, "Specified locale name is too long");
+        return NULL;
+    }
+    const char *result = tphp_thread_setlocale(category, locale ? ZSTR_VAL(locale) : NULL);
+    if (!result) {
+        return NULL;
+    }
+    size_t len = strlen(result);
+    if (locale && (category == LC_CTYPE || category == LC_ALL)) {
+        /* As PHP's own: the engine's view of the charset, and PCRE's locale tables. */
+        zend_update_current_locale();
+        if (BG(ctype_string)) {
+            zend_string_release_ex(BG(ctype_string), 0);
+            BG(ctype_string) = NULL;
+        }
+        if (len == 1 && *result == 'C') {
+            return ZSTR_CHAR('C');
+        }
+        BG(ctype_string) = zend_string_init(result, len, 0);
+        return zend_string_copy(BG(ctype_string));
+    }
+    if (locale && zend_string_equals_cstr(locale, result, len)) {
+        return zend_string_copy(locale);
+    }
+    return zend_string_init(result, len, 0);
+}
+
+static zend_string *tphp_try_setlocale_zval(zend_long category, zval *locale)
+{
+    zend_string *tmp;
+    zend_string *str = zval_try_get_tmp_string(locale, &tmp);
+    if (!str) {
+        return NULL;
+    }
+    zend_string *result = tphp_try_setlocale(category, str);
+    zend_tmp_string_release(tmp);
+    return result;
+}
+
+PHP_FUNCTION(tokio_setlocale)
+{
+    zend_long category;
+    zval *args = NULL;
+    int count = 0;
+    ZEND_PARSE_PARAMETERS_START(2, -1)
+        Z_PARAM_LONG(category)
+        Z_PARAM_VARIADIC('+', args, count)
+    ZEND_PARSE_PARAMETERS_END();
+    for (int i = 0; i < count; i++) {
+        if (Z_TYPE(args[i]) == IS_ARRAY) {
+            zval *candidate;
+            ZEND_HASH_FOREACH_VAL(Z_ARRVAL(args[i]), candidate) {
+                zend_string *result = tphp_try_setlocale_zval(category, candidate);
+                if (EG(exception)) {
+                    RETURN_THROWS();
+                }
+                if (result) {
+                    RETURN_STR(result);
+                }
+            } ZEND_HASH_FOREACH_END();
+        } else {
+            zend_string *result = tphp_try_setlocale_zval(category, &args[i]);
+            if (EG(exception)) {
+                RETURN_THROWS();
+            }
+            if (result) {
+                RETURN_STR(result);
+            }
+        }
+    }
+    RETURN_FALSE;
+}
+
 static PHP_RSHUTDOWN_FUNCTION(tokio_php)
 {
     if (request_env) {
@@ -343,6 +529,7 @@ static PHP_RSHUTDOWN_FUNCTION(tokio_php)
         FREE_HASHTABLE(request_env);
         request_env = NULL;
     }
+    tphp_request_locale_reset();
     return SUCCESS;
 }
 
@@ -361,6 +548,11 @@ static PHP_MINIT_FUNCTION(tokio_php)
                                                       sizeof("putenv") - 1);
     if (putenv_fn && putenv_fn->type == ZEND_INTERNAL_FUNCTION) {
         putenv_fn->internal_function.handler = ZEND_FN(tokio_putenv);
+    }
+    zend_function *setlocale_fn = zend_hash_str_find_ptr(CG(function_table), "setlocale",
+                                                         sizeof("setlocale") - 1);
+    if (setlocale_fn && setlocale_fn->type == ZEND_INTERNAL_FUNCTION) {
+        setlocale_fn->internal_function.handler = ZEND_FN(tokio_setlocale);
     }
     zend_function *getenv_fn = zend_hash_str_find_ptr(CG(function_table), "getenv",
                                                       sizeof("getenv") - 1);
@@ -590,7 +782,7 @@ void tphp_shutdown(void)
     tphp_sapi_module.ini_entries = NULL;
 }
 
-void tphp_thread_init(tphp_interrupt_handle *interrupt)
+int tphp_thread_init(tphp_interrupt_handle *interrupt)
 {
 #ifdef ZTS
     (void) ts_resource(0);
@@ -601,6 +793,9 @@ void tphp_thread_init(tphp_interrupt_handle *interrupt)
         interrupt->vm_interrupt = &EG(vm_interrupt);
         interrupt->timed_out = &EG(timed_out);
     }
+    /* A filesystem context of the thread's own: umask() (and chroot(), and a real
+     * chdir()) in one request no longer changes them for requests on other threads. */
+    return unshare(CLONE_FS) == 0 ? 0 : errno;
 }
 
 void tphp_interrupt(const tphp_interrupt_handle *interrupt)
@@ -807,6 +1002,7 @@ static void tphp_worker_request_shutdown(void)
     } zend_end_try();
     zend_unset_timeout();
     zend_set_memory_limit(PG(memory_limit));
+    tphp_request_locale_reset();
     SG(request_info).request_method = NULL;
     SG(request_info).request_uri = NULL;
     SG(request_info).query_string = NULL;

@@ -146,7 +146,7 @@ unsafe extern "C" {
     fn tphp_is_zts() -> c_int;
     fn tphp_opcache_restart_waits_for_threads() -> c_int;
     fn tphp_php_version() -> *const c_char;
-    fn tphp_thread_init(interrupt: *mut TphpInterruptHandle);
+    fn tphp_thread_init(interrupt: *mut TphpInterruptHandle) -> c_int;
     fn tphp_thread_shutdown();
     fn tphp_execute(
         context: *mut c_void,
@@ -287,7 +287,13 @@ impl ThreadGuard {
         // SAFETY: PHP is started (the pool starts workers only after startup()); the
         // context is freed by Drop on this same thread, since the guard is not Send.
         // `handle` is a valid out-parameter for the call.
-        unsafe { tphp_thread_init(&mut handle) };
+        let fs_error = unsafe { tphp_thread_init(&mut handle) };
+        if fs_error != 0 {
+            tracing::warn!(
+                errno = fs_error,
+                "unshare(CLONE_FS) failed: umask() in one PHP request changes it for the others"
+            );
+        }
         Self {
             interrupter: Interrupter(Arc::new(Mutex::new(Some(RawInterrupt(handle))))),
             _not_send: std::marker::PhantomData,

@@ -120,3 +120,121 @@ async fn an_http2_authority_that_disagrees_with_host_is_400() {
     let response = send.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+// === process-wide state ===
+
+/// A docroot with `scripts` (name, code) in a fresh directory.
+fn docroot(scripts: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (name, code) in scripts {
+        std::fs::write(root.path().join(name), code).unwrap();
+    }
+    root
+}
+
+/// A compiled de_DE.UTF-8 locale (decimal comma) under a directory for `LOCPATH`, made with
+/// localedef from Debian's `locales` sources (`make test-deps` installs them).
+fn german_locale() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("localedef")
+        .args(["-i", "de_DE", "-f", "UTF-8"])
+        .arg(dir.path().join("de_DE.UTF-8"))
+        .output()
+        .expect("localedef (libc-bin) runs");
+    assert!(
+        dir.path().join("de_DE.UTF-8").is_dir(),
+        "localedef could not build de_DE.UTF-8 (install Debian's `locales`: make test-deps): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[tokio::test]
+async fn setlocale_in_one_request_does_not_change_other_requests() {
+    let locales = german_locale();
+    let root = docroot(&[
+        (
+            "german.php",
+            "<?php $set = setlocale(LC_ALL, 'de_DE.UTF-8'); $mine = sprintf('%.2f', 1.5);\n\
+             usleep(1500000);\n\
+             echo json_encode([$set, $mine, sprintf('%.2f', 1.5), setlocale(LC_NUMERIC, 0)]);",
+        ),
+        (
+            "format.php",
+            "<?php echo sprintf('%.2f', 1.5), '|', localeconv()['decimal_point'], '|', setlocale(LC_ALL, 0);",
+        ),
+    ]);
+    let locpath = locales.path().to_str().unwrap();
+    let server =
+        TestServer::start_with_root(root.path(), &[("PHP_WORKERS", "4"), ("LOCPATH", locpath)]);
+    let client = common::client();
+    let format = || async {
+        let r = client.get(server.url("/format.php")).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    // The process's own locale (LC_CTYPE C.UTF-8 and C otherwise, as PHP sets it up).
+    let before = format().await;
+    assert!(before.starts_with("1.50|.|"), "{before}");
+    let german = client.get(server.url("/german.php")).send();
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut bodies = Vec::new();
+        for _ in 0..20 {
+            bodies.push(format().await);
+        }
+        bodies
+    };
+    let (german, others) = tokio::join!(german, others);
+    let german: Value = serde_json::from_str(&german.unwrap().text().await.unwrap()).unwrap();
+    // The request that set it has its locale for its whole life…
+    assert_eq!(
+        german,
+        serde_json::json!(["de_DE.UTF-8", "1,50", "1,50", "de_DE.UTF-8"])
+    );
+    // …and nobody else ever sees it, during or after.
+    for body in others {
+        assert_eq!(body, before, "another request saw the locale");
+    }
+    for _ in 0..8 {
+        assert_eq!(format().await, before);
+    }
+}
+
+#[tokio::test]
+async fn umask_in_one_request_does_not_change_other_requests() {
+    let root = docroot(&[
+        (
+            "umask.php",
+            "<?php umask(077); usleep(1500000); echo decoct(umask());",
+        ),
+        (
+            "create.php",
+            "<?php $p = sys_get_temp_dir() . '/tphp-umask-' . bin2hex(random_bytes(6));\n\
+             touch($p); echo decoct(fileperms($p) & 0777); unlink($p);",
+        ),
+    ]);
+    let server = TestServer::start_with_root(root.path(), &[("PHP_WORKERS", "4")]);
+    let process_umask = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    let expected = format!("{:o}", 0o666 & !process_umask);
+    let client = common::client();
+    let restricted = client.get(server.url("/umask.php")).send();
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut modes = Vec::new();
+        for _ in 0..20 {
+            let r = client.get(server.url("/create.php")).send().await.unwrap();
+            modes.push(r.text().await.unwrap());
+        }
+        modes
+    };
+    let (restricted, others) = tokio::join!(restricted, others);
+    assert_eq!(restricted.unwrap().text().await.unwrap(), "77");
+    for mode in others {
+        assert_eq!(mode, expected, "another request's file got the umask");
+    }
+}

@@ -28,6 +28,7 @@
 mod common;
 mod http;
 mod judge;
+mod locales;
 mod phpt;
 mod request;
 mod runner;
@@ -92,13 +93,17 @@ fn conformance(selection: &str, select: impl Fn(&Path) -> Vec<String>) {
          keeps them, or set PHP_SRC_TESTS to a php-src checkout of the same version",
         source.display()
     );
-    let fpm;
+    let locpath = locales::prepare();
+    let (fpm, tokio_php);
     let target: &dyn Target = match std::env::var("PHPT_TARGET").as_deref() {
         Ok("php-fpm") => {
-            fpm = PhpFpm::from_env();
+            fpm = PhpFpm::from_env(locpath);
             &fpm
         }
-        Ok("tokio_php") | Err(_) => &TokioPhp,
+        Ok("tokio_php") | Err(_) => {
+            tokio_php = TokioPhp { locpath };
+            &tokio_php
+        }
         Ok(other) => panic!("PHPT_TARGET={other}: use tokio_php or php-fpm"),
     };
 

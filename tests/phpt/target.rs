@@ -33,7 +33,10 @@ pub trait Server: Send + Sync {
 // === tokio_php ===
 
 /// The tokio_php binary built with the tests.
-pub struct TokioPhp;
+pub struct TokioPhp {
+    /// `LOCPATH` for the servers (the locales the tests ask for).
+    pub locpath: Option<PathBuf>,
+}
 
 struct TokioPhpServer {
     server: Mutex<TestServer>,
@@ -53,12 +56,20 @@ impl Target for TokioPhp {
     ) -> Result<Box<dyn Server>, String> {
         let ini = php_ini.to_string_lossy().into_owned();
         let workers = workers.to_string();
-        let env = [
+        let locpath = self
+            .locpath
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut env = vec![
             ("PHP_INI", ini.as_str()),
             ("PHP_WORKERS", workers.as_str()),
             ("REQUEST_TIMEOUT", "90s"),
             ("LOG_LEVEL", "info"),
         ];
+        if self.locpath.is_some() {
+            env.push(("LOCPATH", locpath.as_str()));
+        }
         let server = TestServer::try_start_with_root(root, &env)?;
         let addr = server.addr;
         Ok(Box::new(TokioPhpServer {
@@ -92,17 +103,20 @@ pub struct PhpFpm {
     pub nginx: PathBuf,
     /// The php-fpm binary.
     pub php_fpm: PathBuf,
+    /// `LOCPATH` for the PHP workers (the locales the tests ask for).
+    pub locpath: Option<PathBuf>,
 }
 
 impl PhpFpm {
     /// From `PHPT_NGINX` and `PHPT_PHP_FPM`, with Debian's paths as defaults.
-    pub fn from_env() -> Self {
+    pub fn from_env(locpath: Option<PathBuf>) -> Self {
         let path = |var: &str, default: &str| {
             PathBuf::from(std::env::var_os(var).unwrap_or_else(|| default.into()))
         };
         Self {
             nginx: path("PHPT_NGINX", "/usr/sbin/nginx"),
             php_fpm: path("PHPT_PHP_FPM", "/usr/sbin/php-fpm8.2"),
+            locpath,
         }
     }
 }
@@ -132,9 +146,14 @@ impl Target for PhpFpm {
             &fpm_conf,
             format!(
                 "[global]\nerror_log = {log}\ndaemonize = no\n\n[phpt]\nlisten = {socket}\n\
-                 pm = static\npm.max_children = {workers}\ncatch_workers_output = yes\n",
+                 pm = static\npm.max_children = {workers}\ncatch_workers_output = yes\n{env}",
                 log = dir.path().join("php-fpm.log").display(),
                 socket = socket.display(),
+                env = self
+                    .locpath
+                    .as_ref()
+                    .map(|p| format!("env[LOCPATH] = {}\n", p.display()))
+                    .unwrap_or_default(),
             ),
         )
         .map_err(|e| format!("php-fpm.conf: {e}"))?;
