@@ -67,11 +67,13 @@ typedef struct {
 } tphp_timings;
 
 /* Where one worker thread's executor keeps its "stop at the next opcode" flags
- * (EG(vm_interrupt), EG(timed_out)). Filled by tphp_thread_init(); valid on any thread
- * until that worker calls tphp_thread_shutdown(). */
+ * (EG(vm_interrupt), EG(timed_out)), and the thread, to wake it from a blocking call.
+ * Filled by tphp_thread_init(); valid on any thread until that worker calls
+ * tphp_thread_shutdown(). */
 typedef struct {
-    void *vm_interrupt; /* zend_atomic_bool * */
-    void *timed_out;    /* zend_atomic_bool * */
+    void *vm_interrupt;   /* zend_atomic_bool * */
+    void *timed_out;      /* zend_atomic_bool * */
+    unsigned long thread; /* pthread_t */
 } tphp_interrupt_handle;
 
 /* How the script ended, filled in by tphp_execute() before the request shuts down. */
@@ -111,8 +113,11 @@ int tphp_execute(void *context, const tphp_request *request, tphp_timings *timin
 int tphp_worker_run(void *worker, void *boot_context, const tphp_request *boot,
                     tphp_script_end *end);
 /* Makes the script running on that worker stop at its next opcode with "Maximum execution
- * time exceeded", exactly as PHP's own timer does (zend_timeout_handler). Safe from any
- * thread; the caller makes sure the worker still runs the request it means to stop. */
+ * time exceeded", exactly as PHP's own timer does (zend_timeout_handler), and wakes the
+ * thread from a blocking call (sleep(), a socket read, select()) with a signal whose
+ * handler does nothing, so the call returns early (EINTR) and the next opcode comes. Safe
+ * from any thread; the caller makes sure the worker still runs the request it means to
+ * stop (and that the thread is alive). */
 void tphp_interrupt(const tphp_interrupt_handle *interrupt);
 
 /* --- called by C, implemented in Rust; `context` is the one given to tphp_execute --- */

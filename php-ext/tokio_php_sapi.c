@@ -21,7 +21,9 @@
 #include <errno.h>
 #include <locale.h>
 #include <langinfo.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 
 #ifdef ZTS
@@ -745,8 +747,25 @@ const char *tphp_php_version(void)
     return PHP_VERSION;
 }
 
+/* The signal that wakes a worker thread from a blocking call (tphp_interrupt). PHP's own
+ * max_execution_time timers use SIGRTMIN. */
+#define TPHP_WAKE_SIGNAL (SIGRTMIN + 1)
+
+static void tphp_wake_handler(int signal)
+{
+    (void) signal; /* only there so that the blocking call returns EINTR */
+}
+
 int tphp_startup(const tphp_startup_config *config)
 {
+    /* No SA_RESTART: the interrupted call must return, not resume. */
+    struct sigaction wake;
+    memset(&wake, 0, sizeof wake);
+    wake.sa_handler = tphp_wake_handler;
+    sigemptyset(&wake.sa_mask);
+    if (sigaction(TPHP_WAKE_SIGNAL, &wake, NULL) != 0) {
+        return -1;
+    }
 #ifdef ZTS
     php_tsrm_startup();
     ZEND_TSRMLS_CACHE_UPDATE();
@@ -792,6 +811,8 @@ int tphp_thread_init(tphp_interrupt_handle *interrupt)
         /* This thread's executor globals live as long as its TSRM context. */
         interrupt->vm_interrupt = &EG(vm_interrupt);
         interrupt->timed_out = &EG(timed_out);
+        ZEND_ASSERT(sizeof(pthread_t) <= sizeof(interrupt->thread));
+        interrupt->thread = (unsigned long) pthread_self();
     }
     /* A filesystem context of the thread's own: umask() (and chroot(), and a real
      * chdir()) in one request no longer changes them for requests on other threads. */
@@ -808,6 +829,7 @@ void tphp_interrupt(const tphp_interrupt_handle *interrupt)
      * reset by the next php_request_startup() (init_executor). */
     zend_atomic_bool_store((zend_atomic_bool *) interrupt->timed_out, true);
     zend_atomic_bool_store((zend_atomic_bool *) interrupt->vm_interrupt, true);
+    pthread_kill((pthread_t) interrupt->thread, TPHP_WAKE_SIGNAL);
 }
 
 static uint64_t tphp_now_ns(void)

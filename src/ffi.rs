@@ -125,6 +125,7 @@ struct TphpTimings {
 struct TphpInterruptHandle {
     vm_interrupt: *mut c_void,
     timed_out: *mut c_void,
+    thread: std::ffi::c_ulong,
 }
 
 #[repr(C)]
@@ -283,6 +284,7 @@ impl ThreadGuard {
         let mut handle = TphpInterruptHandle {
             vm_interrupt: std::ptr::null_mut(),
             timed_out: std::ptr::null_mut(),
+            thread: 0,
         };
         // SAFETY: PHP is started (the pool starts workers only after startup()); the
         // context is freed by Drop on this same thread, since the guard is not Send.
@@ -518,14 +520,15 @@ unsafe impl Send for RawInterrupt {}
 pub(crate) struct Interrupter(Arc<Mutex<Option<RawInterrupt>>>);
 
 impl Interrupter {
-    /// Raises the interrupt; the script stops at its next opcode (a script blocked in a
-    /// system call, such as `sleep()`, stops when the call returns).
+    /// Raises the interrupt; the script stops at its next opcode. A script blocked in a
+    /// system call (`sleep()`, a socket read, `stream_select()`) is woken by a signal, so
+    /// the call returns early and the next opcode comes.
     pub(crate) fn interrupt(&self) {
         let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(raw) = guard.as_ref() {
             // SAFETY: the handle was filled by tphp_thread_init for a thread whose context
-            // is still alive: ThreadGuard::drop clears it (under this lock) before freeing
-            // the context.
+            // and whose OS thread are still alive: ThreadGuard::drop, which runs on that
+            // thread, clears it (under this lock) before freeing the context.
             unsafe { tphp_interrupt(&raw.0) };
         }
     }

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -58,9 +58,15 @@ enum JobState {
     #[default]
     Queued,
     Running(Interrupter),
+    /// Running past its deadline: interrupted, and again every [`OVERDUE_INTERVAL`] until it
+    /// ends (a shutdown function or destructor may run on after the first interrupt).
+    Overdue(Interrupter),
     Finished,
     Abandoned,
 }
+
+/// How often a script past its deadline is interrupted again while it runs on.
+pub const OVERDUE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What [`JobControl::abandon`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +86,11 @@ impl JobControl {
         Self::default()
     }
 
-    /// Gives the job up: see [`Abandoned`].
+    /// Gives the job up: see [`Abandoned`]. A running script is interrupted now and again
+    /// every [`OVERDUE_INTERVAL`] until it ends, shutdown functions included.
     pub fn abandon(&self) -> Abandoned {
         let mut state = self.lock();
-        match &*state {
+        match std::mem::take(&mut *state) {
             JobState::Queued => {
                 *state = JobState::Abandoned;
                 Abandoned::FromQueue
@@ -92,9 +99,38 @@ impl JobControl {
                 // Under the lock: the worker cannot finish this job and start the next
                 // one until the interrupt is raised.
                 interrupter.interrupt();
+                *state = JobState::Overdue(interrupter);
+                drop(state);
+                overdue::watch(self.clone());
                 Abandoned::Interrupted
             }
-            JobState::Finished | JobState::Abandoned => Abandoned::TooLate,
+            other => {
+                *state = other;
+                Abandoned::TooLate
+            }
+        }
+    }
+
+    /// Drops the job if it is still queued (its client left): true if it was. A running
+    /// job is left alone; its script learns that the client is gone at its next output.
+    pub fn withdraw(&self) -> bool {
+        let mut state = self.lock();
+        if matches!(*state, JobState::Queued) {
+            *state = JobState::Abandoned;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Interrupts the job again if it still runs past its deadline; false once it ended.
+    fn interrupt_if_overdue(&self) -> bool {
+        match &*self.lock() {
+            JobState::Overdue(interrupter) => {
+                interrupter.interrupt();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -391,6 +427,62 @@ fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolS
     );
     writer.finish();
     stats.served.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The scripts past their deadline, interrupted again until they end: one thread for the
+/// process, started on first use, asleep while there are none.
+mod overdue {
+    use std::sync::{Condvar, Mutex, OnceLock};
+
+    use super::{JobControl, OVERDUE_INTERVAL};
+
+    struct Overdue {
+        jobs: Mutex<Vec<JobControl>>,
+        added: Condvar,
+    }
+
+    fn overdue() -> &'static Overdue {
+        static OVERDUE: OnceLock<&'static Overdue> = OnceLock::new();
+        OVERDUE.get_or_init(|| {
+            let overdue: &'static Overdue = Box::leak(Box::new(Overdue {
+                jobs: Mutex::new(Vec::new()),
+                added: Condvar::new(),
+            }));
+            let spawned = std::thread::Builder::new()
+                .name("php-overdue".into())
+                .spawn(move || run(overdue));
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "cannot start the overdue-script thread: scripts past their deadline are interrupted once only");
+            }
+            overdue
+        })
+    }
+
+    /// Keeps interrupting `job` until it ends.
+    pub(super) fn watch(job: JobControl) {
+        let overdue = overdue();
+        overdue
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+        overdue.added.notify_one();
+    }
+
+    fn run(overdue: &Overdue) {
+        loop {
+            {
+                let jobs = overdue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let _jobs = overdue
+                    .added
+                    .wait_while(jobs, |jobs| jobs.is_empty())
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            std::thread::sleep(OVERDUE_INTERVAL);
+            let mut jobs = overdue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.retain(JobControl::interrupt_if_overdue);
+        }
+    }
 }
 
 #[cfg(test)]

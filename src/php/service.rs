@@ -350,12 +350,13 @@ impl Inner {
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
         }
-        // If a timeout layer gives up on this request before its head arrives, this future
-        // is dropped and the guard stops the script, so the worker is free again.
-        let timeout_guard = timeout.map(|notice| AbandonOnTimeout {
-            notice,
+        // If this future is dropped before the head arrives, the guard gives the job up: a
+        // timeout stops the script (so the worker is free again), a client that left takes
+        // its request out of the queue.
+        let job_guard = JobGuard {
+            notice: timeout,
             control: Some(control),
-        });
+        };
         let start = loop {
             let hint = async {
                 match informational_rx.as_mut() {
@@ -375,9 +376,7 @@ impl Inner {
             }
         };
         client_guard.disarm();
-        if let Some(guard) = timeout_guard {
-            guard.disarm();
-        }
+        job_guard.disarm();
         let Ok(start) = start else {
             tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
             return error_response(StatusCode::INTERNAL_SERVER_ERROR);
@@ -509,23 +508,29 @@ fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
 
 /// Gives a job up when the request's [`TimeoutNotice`] fired before the response head came
 /// back; dropped unfired (the client left), it leaves the script running, as php-fpm does.
-struct AbandonOnTimeout {
-    notice: TimeoutNotice,
+/// Gives a queued or running job up when the service future is dropped before its head
+/// arrived: after a timeout the script is stopped; when the client left, a job still in the
+/// queue is dropped (a running one learns at its next output, from the [`ClientGuard`]).
+struct JobGuard {
+    notice: Option<TimeoutNotice>,
     control: Option<JobControl>,
 }
 
-impl AbandonOnTimeout {
+impl JobGuard {
     fn disarm(mut self) {
         self.control = None;
     }
 }
 
-impl Drop for AbandonOnTimeout {
+impl Drop for JobGuard {
     fn drop(&mut self) {
         let Some(control) = self.control.take() else {
             return;
         };
-        if !self.notice.fired() {
+        if !self.notice.as_ref().is_some_and(TimeoutNotice::fired) {
+            if control.withdraw() {
+                tracing::info!("client left while its request was queued; it will not run");
+            }
             return;
         }
         match control.abandon() {
