@@ -238,3 +238,39 @@ async fn umask_in_one_request_does_not_change_other_requests() {
         assert_eq!(mode, expected, "another request's file got the umask");
     }
 }
+
+// === starving other clients ===
+
+#[tokio::test]
+async fn one_http2_connection_cannot_take_the_whole_pool() {
+    let server = TestServer::start(&[("PHP_WORKERS", "4"), ("QUEUE_CAPACITY", "64")]);
+    let send = h2(&server).await;
+    // 200 streams of 100 ms each on one connection: 5 s of work for 4 workers.
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        let mut send = send.clone();
+        let url = format!("http://{}/sleep.php?ms=100", server.addr);
+        streams.push(tokio::spawn(async move {
+            let request = http::Request::get(url).body(Empty::<Bytes>::new()).unwrap();
+            send.send_request(request).await.unwrap().status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another client is served at once, not told the server is full.
+    let started = std::time::Instant::now();
+    let r = common::client()
+        .get(server.url("/hello.php"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another client got {}", r.status());
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "another client waited {took:?}"
+    );
+    // The busy connection's requests all complete, none refused.
+    for stream in streams {
+        assert_eq!(stream.await.unwrap(), 200);
+    }
+}

@@ -1,8 +1,10 @@
 //! The request path into PHP: which script runs ([`script`]), the request PHP sees
-//! ([`request`], [`body`]), the engine and its worker threads ([`engine`], [`pool`]), the
+//! ([`request`], [`body`]), each connection's share of the pool ([`admission`]), the engine
+//! and its worker threads ([`engine`], [`pool`]), the
 //! output coming back ([`output`], [`response`]), profiling figures ([`timings`]), and the
 //! service tying them together ([`service`]).
 
+pub mod admission;
 pub mod body;
 pub mod control;
 pub mod engine;

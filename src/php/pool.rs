@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+use super::admission::Admission;
 use super::body::RequestBody;
 use super::control::RequestControl;
 use super::output::{OutputWriter, RequestContext};
@@ -45,6 +46,9 @@ pub struct Job {
     pub profile: bool,
     /// Lets the HTTP side give the request up (after a timeout).
     pub control: JobControl,
+    /// The request's place among its connection's requests in the pool, held until the job
+    /// ends ([`super::admission`]).
+    pub admission: Option<Admission>,
 }
 
 /// The HTTP side's hold on a queued or running [`Job`]: giving it up drops it from the
@@ -366,6 +370,7 @@ fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolS
         span,
         profile,
         control,
+        admission: _admission,
     } = job;
     let _span = span.enter();
     if !control.start(&php.interrupter()) {

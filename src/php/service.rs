@@ -18,6 +18,7 @@ use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission::ConnectionShare;
 use super::body::{BodyError, MinRate, RequestBody};
 use super::control::{ClientGuard, RequestControl};
 use super::pool::{Abandoned, Job, JobControl, PoolHandle, SubmitError};
@@ -316,6 +317,12 @@ impl Inner {
             None => (None, None),
         };
         let timeout = parts.extensions.get::<TimeoutNotice>().cloned();
+        // Wait for a place among this connection's requests in the pool (still under the
+        // request timeout, holding no worker).
+        let admission = match parts.extensions.get::<ConnectionShare>() {
+            Some(share) => Some(share.admit(pool.workers()).await),
+            None => None,
+        };
         let shared = Arc::new(RequestControl::new(timeout.clone()));
         let mut client_guard = ClientGuard::new(Arc::clone(&shared));
         let control = JobControl::new();
@@ -329,6 +336,7 @@ impl Inner {
             span: tracing::Span::current(),
             profile: parts.extensions.get::<CollectTimings>().is_some(),
             control: control.clone(),
+            admission,
         };
         match pool.submit(job) {
             Ok(()) => {}

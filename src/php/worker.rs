@@ -322,6 +322,7 @@ pub(crate) struct RunningJob {
     stats: Arc<PoolStats>,
     worker: usize,
     started: Instant,
+    _admission: Option<super::admission::Admission>,
     _span: tracing::span::EnteredSpan,
 }
 
@@ -336,6 +337,7 @@ impl RunningJob {
             shared: control_shared,
             span,
             control,
+            admission,
             ..
         } = job;
         let span = span.entered();
@@ -360,6 +362,7 @@ impl RunningJob {
             request,
             writer,
             control,
+            _admission: admission,
             stats: Arc::clone(&shared.stats),
             worker,
             started: Instant::now(),

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use crate::early_hints::{EarlyHints, SharedIo};
 use crate::error_response::error_response;
 use crate::php::ConnectionInfo;
+use crate::php::admission::ConnectionShare;
 use crate::sendfile::SendfileStream;
 
 /// After the watchdog asks an HTTP/2 connection to close, how long it may take before it
@@ -116,6 +117,7 @@ async fn drive<I>(
     let service = ConnectionService {
         router: shared.router.clone(),
         info,
+        share: ConnectionShare::new(),
         activity: Arc::clone(&activity),
         max_uri_length: shared.limits.max_uri_length,
         early_hints: io.early_hints(),
@@ -441,6 +443,8 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
 struct ConnectionService {
     router: Router,
     info: ConnectionInfo,
+    /// This connection's share of the PHP pool, the same for all its requests.
+    share: ConnectionShare,
     activity: Arc<Activity>,
     max_uri_length: usize,
     early_hints: EarlyHints,
@@ -474,6 +478,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
         }
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.info);
+        request.extensions_mut().insert(self.share.clone());
         if request.version() == http::Version::HTTP_11 {
             request.extensions_mut().insert(self.early_hints.clone());
         }
