@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum_prometheus::AXUM_HTTP_REQUESTS_DURATION_SECONDS;
 use axum_prometheus::utils::SECONDS_DURATION_BUCKETS;
@@ -21,6 +22,10 @@ use crate::php::pool::PoolHandle;
 /// The outcome of the first [`install_recorder`]: our handle, or None when another
 /// recorder was already installed.
 static INSTALLED: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// How often the recorder folds the samples it holds into its histograms. Without it they
+/// pile up until someone scrapes `/metrics`: never, on a server nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Installs a Prometheus recorder as the process's `metrics` recorder, unless one is
 /// already installed (by a host application). Only the first call tries; later ones
@@ -43,13 +48,32 @@ fn try_install() -> Option<PrometheusHandle> {
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     match metrics::set_global_recorder(recorder) {
-        Ok(()) => Some(handle),
+        Ok(()) => {
+            start_upkeep(handle.clone(), UPKEEP_INTERVAL);
+            Some(handle)
+        }
         Err(_) => {
             tracing::info!(
                 "a metrics recorder is already installed (the host application's); HTTP metrics go to it, and /metrics shows the PHP pool's only"
             );
             None
         }
+    }
+}
+
+/// Runs the recorder's upkeep every `interval` on a thread of its own, for the life of the
+/// process, so memory stays flat with or without scrapes.
+fn start_upkeep(handle: PrometheusHandle, interval: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("prometheus-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start the metrics upkeep thread; histogram samples pile up until /metrics is scraped");
     }
 }
 
