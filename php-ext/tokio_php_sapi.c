@@ -142,8 +142,9 @@ PHP_FUNCTION(headers_send)
         Z_PARAM_LONG(status)
     ZEND_PARSE_PARAMETERS_END();
     void *context = SG(server_context);
-    if (status < 100 || status > 199) {
-        zend_argument_value_error(1, "must be an informational status (100-199)");
+    if (status < 100 || status > 199 || status == 101) {
+        /* 101 Switching Protocols would hand the connection to a protocol nobody speaks. */
+        zend_argument_value_error(1, "must be an informational status (100-199) other than 101");
         RETURN_THROWS();
     }
     if (!context || SG(headers_sent)) {

@@ -22,7 +22,7 @@ pub(crate) trait SapiHandler {
     fn header(&mut self, line: &[u8]);
     /// Every header has been given; the head is complete with this status and, when the
     /// script set one (`header("HTTP/1.1 404 Gone")`), this status line.
-    fn send_headers(&mut self, status: u16, status_line: Option<&[u8]>);
+    fn send_headers(&mut self, status: i32, status_line: Option<&[u8]>);
     /// Fills `buf` with request body bytes; 0 at the end.
     fn read_post(&mut self, buf: &mut [u8]) -> usize;
     /// A line from PHP's error log.
@@ -823,7 +823,7 @@ ffi_callback! {
         let (handler, line) = unsafe { (handler(context), bytes(status_line, status_line_len)) };
         if let Some(h) = handler {
             let line = (!status_line.is_null()).then_some(line);
-            h.send_headers(u16::try_from(status).unwrap_or(0), line);
+            h.send_headers(status, line);
         }
     }
 }

@@ -52,6 +52,7 @@ pub mod error_response;
 pub mod ffi;
 pub mod internal;
 pub mod layers;
+pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
 pub mod php;

@@ -274,3 +274,130 @@ async fn one_http2_connection_cannot_take_the_whole_pool() {
         assert_eq!(stream.await.unwrap(), 200);
     }
 }
+
+// === the log under attack ===
+
+#[tokio::test]
+async fn an_overload_does_not_flood_the_log() {
+    let server = TestServer::start(&[("PHP_WORKERS", "1"), ("QUEUE_CAPACITY", "1")]);
+    let client = common::client();
+    // The worker and the one queue place are taken for the whole test.
+    let hold = |ms: u64| {
+        client
+            .get(server.url(&format!("/sleep.php?ms={ms}")))
+            .send()
+    };
+    let busy = tokio::spawn(hold(30_000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = tokio::spawn(hold(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for _ in 0..30 {
+        let burst: Vec<_> = (0..50)
+            .map(|_| client.get(server.url("/hello.php")).send())
+            .collect();
+        for r in futures_util::future::join_all(burst).await {
+            refused += usize::from(r.unwrap().status() == 503);
+        }
+    }
+    let seconds = started.elapsed().as_secs() + 2;
+    assert_eq!(refused, 1500, "every request of the burst is refused");
+    let lines = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("PHP queue full"))
+        .count() as u64;
+    assert!(
+        lines <= 5 * seconds,
+        "{lines} lines for 1500 refusals in {seconds} s"
+    );
+    // The next line, a second later, says how many were held back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        client
+            .get(server.url("/hello.php"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert!(server.wait_for_log("suppressed=", Duration::from_secs(2)));
+    // Every refusal is a line or counted in the next line's `suppressed`.
+    let log = server.log();
+    let queue_full: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("PHP queue full"))
+        .collect();
+    let held: u64 = queue_full
+        .iter()
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(queue_full.len() as u64 + held, 1501, "{queue_full:#?}");
+    assert!(held > 1000, "most refusals were held back: {held}");
+    busy.abort();
+    queued.abort();
+}
+
+// === small ones ===
+
+#[tokio::test]
+async fn a_huge_heartbeat_saturates_instead_of_panicking() {
+    let root = docroot(&[(
+        "beat.php",
+        "<?php var_dump(tokio_request_heartbeat(PHP_INT_MAX)); echo 'alive';",
+    )]);
+    let server = TestServer::start_with_root(
+        root.path(),
+        &[("PHP_WORKERS", "1"), ("REQUEST_TIMEOUT", "5s")],
+    );
+    let r = common::client()
+        .get(server.url("/beat.php"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "bool(true)\nalive");
+    assert!(!server.log().contains("panic"), "{}", server.log());
+}
+
+// === responses that lie ===
+
+#[test]
+fn an_out_of_range_status_is_a_500_with_a_log_line() {
+    let root = docroot(&[("code.php", "<?php http_response_code(65736); echo 'body';")]);
+    let server = TestServer::start_with_root(root.path(), &[("PHP_WORKERS", "1")]);
+    let reply = server.raw(
+        b"GET /code.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(status_of(&reply), "500", "{reply}");
+    assert!(server.wait_for_log("status that cannot be final", Duration::from_secs(2)));
+    assert!(server.log().contains("65736"), "the log names the status");
+}
+
+#[test]
+fn headers_send_refuses_101() {
+    let root = docroot(&[(
+        "switch.php",
+        "<?php header('Link: </a.css>; rel=preload'); try { headers_send(101); } \
+         catch (ValueError $e) { echo $e->getMessage(); }",
+    )]);
+    let server = TestServer::start_with_root(root.path(), &[("PHP_WORKERS", "1")]);
+    let reply = server.raw(
+        b"GET /switch.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "nothing but the final response: {reply}"
+    );
+    assert!(!reply.contains("HTTP/1.1 101"), "{reply}");
+    assert!(reply.contains("other than 101"), "{reply}");
+}

@@ -37,6 +37,10 @@ use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::error_response::{ErrorResponder, PlainText};
+use crate::log_throttle::Throttle;
+
+/// The farthest a deadline goes (about 30 years): what a heartbeat too large to add becomes.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Request extension: the request's deadline, which may be pushed forward, and whether it
 /// passed (set before the inner future is dropped).
@@ -77,7 +81,12 @@ impl TimeoutNotice {
             return false;
         }
         let mut deadline = self.0.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        *deadline = (*deadline).max(Instant::now() + by.unwrap_or(self.0.timeout));
+        let now = Instant::now();
+        // A heartbeat of PHP_INT_MAX seconds means "as long as there is": saturate.
+        let wanted = now
+            .checked_add(by.unwrap_or(self.0.timeout))
+            .unwrap_or_else(|| now + FOREVER);
+        *deadline = (*deadline).max(wanted);
         true
     }
 
@@ -218,10 +227,14 @@ where
         // Fire first: the inner future sees the notice when it is dropped just below.
         this.notice.fire();
         this.state.set(State::TimedOut);
-        tracing::warn!(
-            timeout_ms = this.timeout.as_millis() as u64,
-            "request timed out; answering 504"
-        );
+        static TIMED_OUT: Throttle = Throttle::per_second(5);
+        if let Some(suppressed) = TIMED_OUT.admit() {
+            tracing::warn!(
+                timeout_ms = this.timeout.as_millis() as u64,
+                suppressed,
+                "request timed out; answering 504"
+            );
+        }
         Poll::Ready(Ok(this
             .errors
             .respond(StatusCode::GATEWAY_TIMEOUT, this.accept.as_ref())))

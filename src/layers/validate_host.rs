@@ -24,6 +24,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::error_response::error_response;
+use crate::log_throttle::Throttle;
 
 /// Applies [`ValidateHost`] to a service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,7 +79,10 @@ where
                 },
             },
             Err(reason) => {
-                tracing::info!(uri = %request.uri(), reason, "bad Host; answering 400");
+                static BAD_HOST: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = BAD_HOST.admit() {
+                    tracing::info!(uri = %request.uri(), reason, suppressed, "bad Host; answering 400");
+                }
                 ResponseFuture {
                     kind: Kind::Rejected {
                         response: Some(error_response(StatusCode::BAD_REQUEST)),

@@ -216,7 +216,7 @@ impl SapiHandler for OutputWriter {
         }
     }
 
-    fn send_headers(&mut self, status: u16, status_line: Option<&[u8]>) {
+    fn send_headers(&mut self, status: i32, status_line: Option<&[u8]>) {
         if self.finished {
             return;
         }
@@ -293,7 +293,10 @@ impl SapiHandler for OutputWriter {
         else {
             return false;
         };
-        if self.start.is_none() || !status.is_informational() {
+        if self.start.is_none()
+            || !status.is_informational()
+            || status == StatusCode::SWITCHING_PROTOCOLS
+        {
             return false;
         }
         sender.send(ResponseHead::new(status, headers)).is_ok()

@@ -44,9 +44,9 @@ impl ResponseHead {
     }
 }
 
-/// Why PHP's status could not be sent as it is.
+/// Why PHP's status could not be sent as it is: the code PHP had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidStatus(pub u16);
+pub struct InvalidStatus(pub i32);
 
 /// The status a PHP response goes out with, decided as php-fpm and nginx decide it:
 ///
@@ -59,10 +59,12 @@ pub struct InvalidStatus(pub u16);
 ///
 /// A code that cannot end a response (below 200, above 999) is an error.
 pub fn response_status(
-    code: u16,
+    code: i32,
     status_line: Option<&[u8]>,
     status_header: Option<&[u8]>,
 ) -> Result<(StatusCode, Option<ReasonPhrase>), InvalidStatus> {
+    // http_response_code(65736) is an int to PHP: out of range is an error, not 200.
+    let code = u16::try_from(code).map_err(|_| InvalidStatus(code))?;
     let from_line = status_line
         .filter(|_| code != 200)
         .and_then(|line| {
@@ -80,7 +82,7 @@ pub fn response_status(
     let code = if code == 0 { 200 } else { code };
     let status = match StatusCode::from_u16(code) {
         Ok(status) if code >= 200 => status,
-        _ => return Err(InvalidStatus(code)),
+        _ => return Err(InvalidStatus(i32::from(code))),
     };
     let canonical = status.canonical_reason().map(str::as_bytes);
     let reason = match (reason, canonical) {
@@ -284,6 +286,11 @@ mod tests {
             response_status(200, None, Some(b"1000 Big")),
             Err(InvalidStatus(1000))
         );
+        assert_eq!(
+            response_status(65736, None, None),
+            Err(InvalidStatus(65736))
+        );
+        assert_eq!(response_status(-1, None, None), Err(InvalidStatus(-1)));
     }
 
     #[test]

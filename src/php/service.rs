@@ -31,6 +31,7 @@ use crate::early_hints::EarlyHints;
 use crate::error_response::{error_response, retry_later};
 use crate::layers::request_id::RequestId;
 use crate::layers::request_timeout::TimeoutNotice;
+use crate::log_throttle::Throttle;
 use crate::static_files::{self, StaticOptions};
 
 /// Serves a document root: PHP scripts on a worker pool, other files as static files.
@@ -224,7 +225,10 @@ impl Inner {
             Resolution::BadRequest => error_response(StatusCode::BAD_REQUEST),
             Resolution::NotFound => error_response(StatusCode::NOT_FOUND),
             Resolution::Forbidden => {
-                tracing::info!(uri = %request.uri(), "refused a hidden, outside or source path; answering 404");
+                static REFUSED: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = REFUSED.admit() {
+                    tracing::info!(uri = %request.uri(), suppressed, "refused a hidden, outside or source path; answering 404");
+                }
                 error_response(StatusCode::NOT_FOUND)
             }
         }
@@ -243,7 +247,10 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_size) {
-            tracing::info!(uri = %parts.uri, declared, limit = self.max_body_size, "request body too large; answering 413");
+            static TOO_LARGE: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = TOO_LARGE.admit() {
+                tracing::info!(uri = %parts.uri, declared, limit = self.max_body_size, suppressed, "request body too large; answering 413");
+            }
             return error_response(StatusCode::PAYLOAD_TOO_LARGE);
         }
         let body = match RequestBody::receive(body, self.max_body_size, self.min_body_rate).await {
@@ -255,7 +262,10 @@ impl Inner {
                     BodyError::Client(_) => StatusCode::BAD_REQUEST,
                     BodyError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
-                tracing::warn!(uri = %parts.uri, error = %err, "request body not received; answering {status}");
+                static NOT_RECEIVED: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = NOT_RECEIVED.admit() {
+                    tracing::warn!(uri = %parts.uri, error = %err, suppressed, "request body not received; answering {status}");
+                }
                 return error_response(status);
             }
         };
@@ -302,7 +312,10 @@ impl Inner {
         {
             Ok(request) => request,
             Err(err) => {
-                tracing::info!(uri = %parts.uri, error = %err, "request PHP cannot take; answering 400");
+                static INVALID: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = INVALID.admit() {
+                    tracing::info!(uri = %parts.uri, error = %err, suppressed, "request PHP cannot take; answering 400");
+                }
                 return error_response(StatusCode::BAD_REQUEST);
             }
         };
@@ -342,19 +355,27 @@ impl Inner {
             Ok(()) => {}
             Err(SubmitError::QueueFull(job)) => {
                 client_guard.disarm();
-                tracing::warn!(
-                    request = job.request.tag(),
-                    workers = pool.workers(),
-                    "PHP queue full; answering 503"
-                );
+                static QUEUE_FULL: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = QUEUE_FULL.admit() {
+                    tracing::warn!(
+                        request = job.request.tag(),
+                        workers = pool.workers(),
+                        suppressed,
+                        "PHP queue full; answering 503"
+                    );
+                }
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
             Err(SubmitError::ShuttingDown(job)) => {
                 client_guard.disarm();
-                tracing::info!(
-                    request = job.request.tag(),
-                    "PHP pool shutting down; answering 503"
-                );
+                static SHUTTING_DOWN: Throttle = Throttle::per_second(5);
+                if let Some(suppressed) = SHUTTING_DOWN.admit() {
+                    tracing::info!(
+                        request = job.request.tag(),
+                        suppressed,
+                        "PHP pool shutting down; answering 503"
+                    );
+                }
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
             }
         }
@@ -535,18 +556,33 @@ impl Drop for JobGuard {
         let Some(control) = self.control.take() else {
             return;
         };
+        static WITHDRAWN: Throttle = Throttle::per_second(5);
+        static TIMED_OUT_QUEUED: Throttle = Throttle::per_second(5);
+        static INTERRUPTED: Throttle = Throttle::per_second(5);
         if !self.notice.as_ref().is_some_and(TimeoutNotice::fired) {
-            if control.withdraw() {
-                tracing::info!("client left while its request was queued; it will not run");
+            if control.withdraw()
+                && let Some(suppressed) = WITHDRAWN.admit()
+            {
+                tracing::info!(
+                    suppressed,
+                    "client left while its request was queued; it will not run"
+                );
             }
             return;
         }
         match control.abandon() {
             Abandoned::FromQueue => {
-                tracing::info!("request timed out while queued; it will not run");
+                if let Some(suppressed) = TIMED_OUT_QUEUED.admit() {
+                    tracing::info!(
+                        suppressed,
+                        "request timed out while queued; it will not run"
+                    );
+                }
             }
             Abandoned::Interrupted => {
-                tracing::warn!("request timed out; interrupting its PHP script");
+                if let Some(suppressed) = INTERRUPTED.admit() {
+                    tracing::warn!(suppressed, "request timed out; interrupting its PHP script");
+                }
             }
             Abandoned::TooLate => {}
         }

@@ -501,7 +501,7 @@ impl SapiHandler for BootHandler {
 
     fn header(&mut self, _line: &[u8]) {}
 
-    fn send_headers(&mut self, _status: u16, _status_line: Option<&[u8]>) {}
+    fn send_headers(&mut self, _status: i32, _status_line: Option<&[u8]>) {}
 
     fn read_post(&mut self, _buf: &mut [u8]) -> usize {
         0

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::early_hints::{EarlyHints, SharedIo};
 use crate::error_response::error_response;
+use crate::log_throttle::Throttle;
 use crate::php::ConnectionInfo;
 use crate::php::admission::ConnectionShare;
 use crate::sendfile::SendfileStream;
@@ -138,8 +139,11 @@ async fn drive<I>(
                 return;
             }
             reason = watchdog(&activity, limits), if drop_at.is_none() => {
+                static STALLED: Throttle = Throttle::per_second(5);
                 if reason == CloseReason::WriteStalled {
-                    tracing::info!(remote = %info.remote, reason = reason.as_str(), "client stopped reading the response; closing connection (its script stops at its next output)");
+                    if let Some(suppressed) = STALLED.admit() {
+                        tracing::info!(remote = %info.remote, reason = reason.as_str(), suppressed, "client stopped reading the response; closing connection (its script stops at its next output)");
+                    }
                 } else {
                     tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
                 }
@@ -465,12 +469,16 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
             .path_and_query()
             .map_or(0, |pq| pq.as_str().len());
         if target_length > self.max_uri_length {
-            tracing::info!(
-                remote = %self.info.remote,
-                length = target_length,
-                limit = self.max_uri_length,
-                "request target too long; answering 414 (MAX_URI_LENGTH)"
-            );
+            static TOO_LONG: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = TOO_LONG.admit() {
+                tracing::info!(
+                    remote = %self.info.remote,
+                    length = target_length,
+                    limit = self.max_uri_length,
+                    suppressed,
+                    "request target too long; answering 414 (MAX_URI_LENGTH)"
+                );
+            }
             let response = error_response(http::StatusCode::URI_TOO_LONG);
             return Box::pin(std::future::ready(Ok(
                 response.map(|body| InFlightBody { inner: body, guard })
