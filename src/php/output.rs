@@ -5,18 +5,19 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{HeaderMap, StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
 use super::control::RequestControl;
 use super::response::{
-    InvalidStatus, PhpBody, ResponseHead, ResponseStart, add_header_line, response_status,
-    status_header_value,
+    Chunk, CutShort, InvalidStatus, PhpBody, ResponseHead, ResponseStart, add_header_line,
+    response_status, status_header_value,
 };
 use super::timings::PhpTimings;
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
+use crate::log_throttle::Throttle;
 
 /// Who is running the request, for the tokio_* PHP functions.
 #[derive(Debug, Clone)]
@@ -58,7 +59,8 @@ pub struct OutputWriter {
     /// The script's `Status:` header, if it sent one.
     status_header: Option<Vec<u8>>,
     head: Option<ResponseHead>,
-    stream: Option<mpsc::Sender<Bytes>>,
+    /// A started stream's sender: dropping it ends the body.
+    stream: Option<mpsc::Sender<Chunk>>,
     buf: BytesMut,
     client_gone: bool,
     finished: bool,
@@ -100,9 +102,26 @@ impl OutputWriter {
         self.timings = Some(timings);
     }
 
-    /// Ends the response: sends what is held, and a 500 if PHP never sent a head.
-    pub fn finish(mut self) {
+    /// Ends the response: sends what is held, and a 500 if PHP never sent a head. After
+    /// a fatal error (`fatal`) a response that had already started ends as cut short
+    /// ([`CutShort`]), not as complete.
+    pub fn finish(mut self, fatal: bool) {
+        let streaming = self.stream.is_some() && !self.finished;
         self.end_response();
+        if fatal
+            && streaming
+            && let Some(stream) = self.stream.take()
+        {
+            static CUT_SHORT: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = CUT_SHORT.admit() {
+                tracing::warn!(
+                    request = %self.tag,
+                    suppressed,
+                    "fatal error after the response started; leaving it incomplete (no final chunk, or a reset stream)"
+                );
+            }
+            let _ = stream.blocking_send(Err(CutShort));
+        }
     }
 
     /// Sends everything held and closes the body; later output is discarded.
@@ -124,11 +143,11 @@ impl OutputWriter {
                 body,
                 timings,
             });
-        } else if let Some(stream) = self.stream.take()
+        } else if let Some(stream) = &self.stream
             && !self.buf.is_empty()
             && !self.client_gone
         {
-            let _ = stream.blocking_send(self.buf.split().freeze());
+            let _ = stream.blocking_send(Ok(self.buf.split().freeze()));
         }
         self.buf.clear();
     }
@@ -168,7 +187,7 @@ impl OutputWriter {
             }
         } else if let Some(stream) = &self.stream
             && !chunk.is_empty()
-            && stream.blocking_send(chunk).is_err()
+            && stream.blocking_send(Ok(chunk)).is_err()
         {
             self.client_gone = true;
         }
@@ -266,6 +285,8 @@ impl SapiHandler for OutputWriter {
             return false;
         }
         self.end_response();
+        // The response is complete now, whatever the script does next.
+        self.stream = None;
         true
     }
 
@@ -306,6 +327,7 @@ impl SapiHandler for OutputWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http_body_util::BodyExt;
 
     fn writer() -> (OutputWriter, oneshot::Receiver<ResponseStart>) {
@@ -328,7 +350,7 @@ mod tests {
         w.send_headers(201, None);
         assert!(w.write(b"hello "));
         assert!(w.write(b"world"));
-        std::thread::spawn(move || w.finish()).join().unwrap();
+        std::thread::spawn(move || w.finish(false)).join().unwrap();
         let start = rx.await.unwrap();
         assert_eq!(start.head.status, 201);
         assert_eq!(start.head.headers["x-a"], "1");
@@ -344,7 +366,7 @@ mod tests {
         w.header(b"Status: 500 Second");
         w.header(b"Content-Type: text/plain");
         w.send_headers(200, None);
-        std::thread::spawn(move || w.finish()).join().unwrap();
+        std::thread::spawn(move || w.finish(false)).join().unwrap();
         let head = rx.await.unwrap().head;
         assert_eq!(head.status, 404);
         assert_eq!(head.reason.unwrap().as_bytes(), b"Gone Fishing");
@@ -358,7 +380,7 @@ mod tests {
         w.header(b"Content-Type: text/html");
         w.header(b"ETag: \"x\"");
         w.send_headers(304, Some(b"HTTP/1.1 304 Not Modified"));
-        std::thread::spawn(move || w.finish()).join().unwrap();
+        std::thread::spawn(move || w.finish(false)).join().unwrap();
         let head = rx.await.unwrap().head;
         assert_eq!(head.status, 304);
         assert!(head.headers.get("content-type").is_none());
@@ -373,14 +395,34 @@ mod tests {
             w.write(b"first");
             w.flush();
             w.write(b"second");
-            w.finish();
+            w.finish(false);
         });
         let start = rx.await.unwrap();
         let PhpBody::Stream { first, mut rx, .. } = start.body else {
             panic!("expected a stream");
         };
         assert_eq!(first.as_deref(), Some(&b"first"[..]));
-        assert_eq!(rx.recv().await.as_deref(), Some(&b"second"[..]));
+        assert_eq!(rx.recv().await, Some(Ok(Bytes::from_static(b"second"))));
+        worker.join().unwrap();
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_fatal_error_after_the_stream_started_cuts_it_short() {
+        let (mut w, rx) = writer();
+        let worker = std::thread::spawn(move || {
+            w.send_headers(200, None);
+            w.write(b"first");
+            w.flush();
+            w.write(b"rest");
+            w.finish(true);
+        });
+        let start = rx.await.unwrap();
+        let PhpBody::Stream { mut rx, .. } = start.body else {
+            panic!("expected a stream");
+        };
+        assert_eq!(rx.recv().await, Some(Ok(Bytes::from_static(b"rest"))));
+        assert_eq!(rx.recv().await, Some(Err(CutShort)));
         worker.join().unwrap();
         assert!(rx.recv().await.is_none());
     }
@@ -388,7 +430,7 @@ mod tests {
     #[tokio::test]
     async fn no_head_means_500() {
         let (w, rx) = writer();
-        std::thread::spawn(move || w.finish()).join().unwrap();
+        std::thread::spawn(move || w.finish(false)).join().unwrap();
         assert_eq!(rx.await.unwrap().head.status, 500);
     }
 
@@ -401,7 +443,7 @@ mod tests {
             assert!(w.finish_request());
             assert!(!w.finish_request());
             assert!(w.write(b"ignored"));
-            w.finish();
+            w.finish(false);
         });
         let start = rx.await.unwrap();
         let body = start.body.collect().await.unwrap().to_bytes();

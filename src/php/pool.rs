@@ -430,7 +430,8 @@ fn run(php: &ThreadGuard, worker: usize, workers: usize, job: Job, stats: &PoolS
         waited_us = waited.as_micros() as u64,
         "PHP request done"
     );
-    writer.finish();
+    let fatal = matches!(outcome, ExecOutcome::Done(end) if end.fatal);
+    writer.finish(fatal);
     stats.served.fetch_add(1, Ordering::Relaxed);
 }
 

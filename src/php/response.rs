@@ -162,6 +162,19 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end.max(start)]
 }
 
+/// A streamed body that the script did not finish: it ended in a fatal error after the
+/// response had started. The body ends with this error instead of its normal end, so that
+/// hyper leaves the response visibly incomplete (HTTP/1.1: the connection closes without
+/// the terminal chunk; HTTP/2: the stream is reset) and no cache or proxy keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the PHP script ended in a fatal error after its response had started; the response is incomplete"
+)]
+pub struct CutShort;
+
+/// One piece of a streamed body: bytes, or the sign that the rest will never come.
+pub type Chunk = Result<Bytes, CutShort>;
+
 /// The body of a PHP response.
 #[derive(Debug)]
 pub enum PhpBody {
@@ -172,7 +185,7 @@ pub enum PhpBody {
         /// Output produced before the stream started.
         first: Option<Bytes>,
         /// The rest.
-        rx: mpsc::Receiver<Bytes>,
+        rx: mpsc::Receiver<Chunk>,
         /// Tells the worker the client left if the body is dropped before its end.
         guard: Option<ClientGuard>,
         /// When the stream is cut off (server-sent events: `SSE_TIMEOUT`).
@@ -189,7 +202,7 @@ impl PhpBody {
 
 impl http_body::Body for PhpBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = CutShort;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -219,7 +232,7 @@ impl http_body::Body for PhpBody {
                 if let (Poll::Ready(None), Some(guard)) = (&polled, guard.as_mut()) {
                     guard.disarm();
                 }
-                polled.map(|chunk| chunk.map(|d| Ok(Frame::data(d))))
+                polled.map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
             }
         }
     }

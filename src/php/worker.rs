@@ -392,7 +392,7 @@ impl RunningJob {
             "worker-mode request done"
         );
         let Self { writer, stats, .. } = self;
-        writer.finish();
+        writer.finish(end.fatal);
         stats.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
