@@ -171,6 +171,7 @@ impl OutputWriter {
                 rx,
                 guard: None,
                 deadline: None,
+                cut_short: false,
             };
             let timings = self.timings;
             if start

@@ -190,6 +190,9 @@ pub enum PhpBody {
         guard: Option<ClientGuard>,
         /// When the stream is cut off (server-sent events: `SSE_TIMEOUT`).
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        /// The script was cut short: the error goes out on the next poll, once hyper has
+        /// flushed what came before (it would drop its unwritten buffer on the error).
+        cut_short: bool,
     },
 }
 
@@ -215,9 +218,13 @@ impl http_body::Body for PhpBody {
                 rx,
                 guard,
                 deadline,
+                cut_short,
             } => {
                 if let Some(data) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if *cut_short {
+                    return Poll::Ready(Some(Err(CutShort)));
                 }
                 if let Some(sleep) = deadline.as_mut()
                     && sleep.as_mut().poll(cx).is_ready()
@@ -231,6 +238,12 @@ impl http_body::Body for PhpBody {
                 let polled = rx.poll_recv(cx);
                 if let (Poll::Ready(None), Some(guard)) = (&polled, guard.as_mut()) {
                     guard.disarm();
+                }
+                if let Poll::Ready(Some(Err(CutShort))) = polled {
+                    // One pending poll lets hyper write out what it holds first.
+                    *cut_short = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 polled.map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
             }
