@@ -33,6 +33,7 @@ command -v php-fpm8.2 >/dev/null || need+=(php8.2-fpm)
 command -v php8.2 >/dev/null || need+=(php8.2-cli)
 command -v pstree >/dev/null || need+=(psmisc)
 command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 dpkg-query -W -f='${Status}' php8.2-opcache 2>/dev/null | grep -q "install ok installed" || need+=(php8.2-opcache)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"
@@ -270,6 +271,23 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TOKIO/worker"
 record "tokio_php worker" app "$(measure_wrk "http://127.0.0.1:$PORT_TOKIO/worker" "$TOKIO_PID")"
 stop "$TOKIO_PID"
 
+# --- tokio_php: what idle keep-alive connections cost ----------------------------------------
+# IDLE_CONNECTIONS connections each send one request and then sit idle; the RSS difference
+# per connection is the figure (issue 14's target: 16 KiB or less per idle HTTP/1.1 one).
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-$([ "$SMOKE" = 1 ] && echo 500 || echo 10000)}
+ulimit -n $((IDLE_CONNECTIONS + 1024)) 2>/dev/null \
+  || die "cannot raise the open-file limit to $((IDLE_CONNECTIONS + 1024)); set IDLE_CONNECTIONS lower"
+say "tokio_php, $IDLE_CONNECTIONS idle connections"
+LISTEN_ADDR=127.0.0.1:$PORT_TOKIO DOCUMENT_ROOT=$DOCROOT PHP_WORKERS=${TOKIO_WORKERS:-0} \
+  MAX_CONNECTIONS=$((IDLE_CONNECTIONS + 100)) LOG_LEVEL=warn \
+  "$TOKIO_BIN" >"$WORK/tokio-idle.log" 2>&1 &
+TOKIO_PID=$!; PIDS+=("$TOKIO_PID")
+wait_port $PORT_TOKIO
+IDLE_RESULT=$(timeout 300 python3 bench/idle_connections.py --port $PORT_TOKIO --pid "$TOKIO_PID" \
+  --connections "$IDLE_CONNECTIONS" --path /hello.php --warmup "$([ "$SMOKE" = 1 ] && echo 50 || echo 2000)")
+say "$IDLE_RESULT"
+stop "$TOKIO_PID"
+
 # --- nginx + php-fpm ---------------------------------------------------------------------
 start_fpm() {
   local children=$1
@@ -407,6 +425,10 @@ REPORT=bench/results/$([ "$SMOKE" = 1 ] && echo "smoke" || echo "$DATE").md
     $2=="app" && $1=="tokio_php" {split($3,c," ")}
     $2=="app" && $1=="tokio_php worker" {split($3,w," ")}
     END { if (c[1] > 0) printf "classic %s req/s, worker mode %s req/s: %.1f x (target: 3 x or more)\n", c[1], w[1], w[1]/c[1] }' "$RESULTS"
+  echo
+  echo "Idle connections (bench/idle_connections.py, target: 16 KiB or less each):"
+  echo
+  echo "$IDLE_RESULT"
 } >"$REPORT"
 say "wrote $REPORT"
 cat "$REPORT"

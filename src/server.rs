@@ -17,6 +17,7 @@
 //! ```
 
 mod connection;
+mod rewind;
 pub mod tls;
 
 use std::future::Future;
@@ -25,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -168,7 +169,8 @@ impl Server {
     ) -> io::Result<()> {
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            builder: self.http_builder(),
+            http1: self.http1_builder(),
+            http2: self.http2_builder(),
             router,
             limits: Limits {
                 header_timeout: self.header_timeout,
@@ -247,17 +249,20 @@ impl Server {
         Ok(())
     }
 
-    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+    fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             // The connection watchdog times request heads (hyper's own timer would also
             // close idle keep-alive connections after the header timeout).
             .header_read_timeout(None)
             .max_buf_size(self.max_header_size);
-        let header_list_size = u32::try_from(self.max_header_size).unwrap_or(u32::MAX);
         builder
-            .http2()
+    }
+
+    fn http2_builder(&self) -> http2::Builder<TokioExecutor> {
+        let header_list_size = u32::try_from(self.max_header_size).unwrap_or(u32::MAX);
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
             .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)

@@ -414,3 +414,113 @@ fn a_client_that_stops_reading_is_cut_off_and_frees_its_worker() {
         "the script ran to the end"
     );
 }
+
+/// Reads one response with a Content-Length from `stream` (informational responses before
+/// it included) and returns it as text.
+fn read_response(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        // The final head is the last one; 1xx heads come before it.
+        let mut rest = text.as_str();
+        while rest.starts_with("HTTP/1.1 1")
+            && let Some(end) = rest.find("\r\n\r\n")
+        {
+            rest = &rest[end + 4..];
+        }
+        if let Some(end) = rest.find("\r\n\r\n") {
+            let length: usize = rest[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .expect("a response with a Content-Length");
+            if rest.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut buf).expect("the response arrives");
+        assert!(n > 0, "connection closed mid-response: {text}");
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The server's log with the connection module's trace lines (parking) in it.
+const TRACE_CONNECTIONS: (&str, &str) = ("LOG_LEVEL", "info,tokio_php::server::connection=trace");
+
+#[test]
+fn an_idle_keep_alive_connection_is_parked_and_serves_its_next_requests() {
+    let server = TestServer::start(&[TRACE_CONNECTIONS]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let first = read_response(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        server.wait_for_log("connection parked", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    // The parked connection's next request, one whose hints are written straight to the
+    // socket (the stream hyper gave back is the one Early Hints write to).
+    s.write_all(b"GET /early_hints.php HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let hinted = read_response(&mut s);
+    assert!(hinted.starts_with("HTTP/1.1 103"), "{hinted}");
+    assert!(hinted.contains("\r\n\r\nHTTP/1.1 200"), "{hinted}");
+    assert!(
+        hinted.ends_with("final response, hints sent: 103"),
+        "{hinted}"
+    );
+    assert!(server.log().contains("parked connection resumed"));
+    // Parked again, and a request that ends the connection still ends it.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (last, closed) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+    assert!(closed.is_some(), "still open after Connection: close");
+    assert_eq!(server.log().matches("parked connection resumed").count(), 2);
+}
+
+#[test]
+fn a_request_begun_before_the_connection_parks_is_kept() {
+    let server = TestServer::start(&[TRACE_CONNECTIONS]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    // One request and the first half of the next, in one write: hyper has read the half
+    // when it gives the idle connection back.
+    s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\n\r\nGET /server.php?half=1 HT")
+        .unwrap();
+    let first = read_response(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        server.wait_for_log("parked with the next request begun", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    s.write_all(b"TP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let second = read_response(&mut s);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(second.contains(r#""QUERY_STRING":"half=1""#), "{second}");
+}
+
+#[test]
+fn a_head_begun_before_parking_is_still_under_the_header_timeout() {
+    let server = TestServer::start(&[TRACE_CONNECTIONS, ("HEADER_TIMEOUT_SECS", "2")]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.php HT")
+        .unwrap();
+    let first = read_response(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // The rest never comes: the connection closes at the header timeout, not the idle one.
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(6));
+    let closed = closed.expect("a begun head outlived the header timeout");
+    assert!(closed < Duration::from_millis(4500), "{closed:?}");
+    assert!(server.log().contains("parked with the next request begun"));
+}

@@ -105,7 +105,10 @@ async fn tls_1_3_with_alpn_h2_and_php_sees_https() {
 async fn tls_1_2_and_http_1_1_still_work() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dev_cert(dir.path(), "server");
-    let server = start_tls(&cert, &[]);
+    let server = start_tls(
+        &cert,
+        &[("LOG_LEVEL", "info,tokio_php::server::connection=trace")],
+    );
     let tls = connect(
         server.addr,
         &cert.der,
@@ -134,6 +137,21 @@ async fn tls_1_2_and_http_1_1_still_work() {
     let vars: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(vars["HTTPS"], "on");
     assert_eq!(vars["SERVER_PROTOCOL"], "HTTP/1.1");
+
+    // Idle, the connection is parked (hyper's buffers freed, the TLS session kept); the
+    // next request on it is served.
+    assert!(
+        server.wait_for_log("connection parked", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    let request = http::Request::get("/hello.php")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(server.log().contains("parked connection resumed"));
 }
 
 #[tokio::test]

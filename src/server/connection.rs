@@ -1,6 +1,7 @@
-//! One connection's life: the TLS handshake, HTTP/1.1 or HTTP/2 (hyper-util's auto builder
-//! picks by the preface), the connection's facts on every request, and the watchdog that
-//! closes connections which send nothing, send headers too slowly, or sit idle.
+//! One connection's life: the TLS handshake, HTTP/1.1 or HTTP/2 (told apart by the first
+//! bytes: the HTTP/2 preface or not), the connection's facts on every request, and the
+//! watchdog that closes connections which send nothing, send headers too slowly, or sit
+//! idle.
 //!
 //! The watchdog works from what the connection does, not from the socket alone:
 //!
@@ -12,6 +13,11 @@
 //!   flight — a slow PHP script, a long stream — never is.
 //!
 //! HTTP/2 connections get a GOAWAY and a moment to close; HTTP/1 ones are dropped.
+//!
+//! An idle connection costs little: no hyper state exists before the first bytes arrive,
+//! and an HTTP/1 connection with nothing in flight for [`PARK_AFTER`] is parked — hyper
+//! hands the stream back with any bytes it had read, its read and write buffers are
+//! freed, and the task waits for the next bytes with no buffer of its own.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,9 +34,9 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -42,11 +48,17 @@ use crate::php::ConnectionInfo;
 use crate::php::admission::ConnectionShare;
 use crate::sendfile::SendfileStream;
 
+use super::rewind::Rewind;
+
 /// After the watchdog asks an HTTP/2 connection to close, how long it may take before it
 /// is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection that has not sent its first request is looked at.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long an HTTP/1 connection has nothing in flight before it is parked: hyper's
+/// buffers (16–24 KiB) are freed until the client sends again. Busy keep-alive
+/// connections, whose next request follows within this, never pay for the re-creation.
+pub(super) const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// The per-connection limits the watchdog and the service enforce.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +72,8 @@ pub(super) struct Limits {
 /// Everything a connection task needs, shared by all connections of a listener.
 #[derive(Clone)]
 pub(super) struct Shared {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub http1: http1::Builder,
+    pub http2: http2::Builder<TokioExecutor>,
     pub router: Router,
     pub limits: Limits,
     pub tls: Option<super::TlsConfig>,
@@ -109,7 +122,7 @@ async fn drive<I>(
     io: I,
     info: ConnectionInfo,
     activity: Arc<Activity>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -123,47 +136,180 @@ async fn drive<I>(
         max_uri_length: shared.limits.max_uri_length,
         early_hints: io.early_hints(),
     };
-    let connection = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut io = Rewind::new(io);
+    // The first bytes tell the HTTP/2 preface from an HTTP/1 request. No hyper state
+    // exists until they arrive.
+    let http2 = tokio::select! {
+        sniffed = std::future::poll_fn(|cx| poll_sniff_http2(&mut io, cx)) => match sniffed {
+            Ok(Some(http2)) => http2,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::debug!(remote = %info.remote, error = %err, "connection failed before its first request");
+                return;
+            }
+        },
+        reason = watchdog(&activity, shared.limits, false) => {
+            tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
+            return;
+        }
+    };
+    if http2 {
+        activity.http2.store(true, Ordering::Relaxed);
+        serve_http2(shared, io, service, &activity, drain).await;
+    } else {
+        serve_http1(shared, io, service, &activity, drain).await;
+    }
+}
+
+/// The HTTP/2 connection preface, which a client sends before anything else.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the bytes are the HTTP/2 preface (`Some(true)`) or cannot be
+/// (`Some(false)`), and puts them back for hyper. `None`: the client closed first.
+fn poll_sniff_http2<T: AsyncRead + Unpin>(
+    io: &mut Rewind<T>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Option<bool>>> {
+    loop {
+        let seen = io.unread();
+        let n = seen.len().min(HTTP2_PREFACE.len());
+        if seen[..n] != HTTP2_PREFACE[..n] {
+            return Poll::Ready(Ok(Some(false)));
+        }
+        if n == HTTP2_PREFACE.len() {
+            return Poll::Ready(Ok(Some(true)));
+        }
+        if !std::task::ready!(io.poll_read_more(cx))? {
+            // Closed mid-preface: hyper's HTTP/1 parser answers what was sent, if anything.
+            return Poll::Ready(Ok((!io.unread().is_empty()).then_some(false)));
+        }
+    }
+}
+
+async fn serve_http2<I>(
+    shared: &Shared,
+    io: Rewind<SharedIo<I>>,
+    service: ConnectionService,
+    activity: &Activity,
+    mut drain: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = service.info.remote;
+    let connection = shared.http2.serve_connection(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let mut closing = false;
     let mut drop_at: Option<Instant> = None;
-    let limits = shared.limits;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
-                    tracing::debug!(remote = %info.remote, error = %err, "connection ended with an error");
+                    tracing::debug!(%remote, error = %err, "connection ended with an error");
                 }
                 return;
             }
-            reason = watchdog(&activity, limits), if drop_at.is_none() => {
-                static STALLED: Throttle = Throttle::per_second(5);
-                if reason == CloseReason::WriteStalled {
-                    if let Some(suppressed) = STALLED.admit() {
-                        tracing::info!(remote = %info.remote, reason = reason.as_str(), suppressed, "client stopped reading the response; closing connection (its script stops at its next output)");
-                    }
-                } else {
-                    tracing::debug!(remote = %info.remote, reason = reason.as_str(), "closing connection");
-                }
-                if !activity.is_http2() {
-                    // An HTTP/1 connection has nothing in flight, or a response its client
-                    // does not read: nothing to finish.
-                    return;
-                }
+            reason = watchdog(activity, shared.limits, false), if drop_at.is_none() => {
+                log_close(remote, reason);
                 if !closing {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
                 drop_at = Some(Instant::now() + CLOSE_GRACE);
             }
-            () = draining(&mut drain, &activity), if !closing => {
+            () = draining(&mut drain, activity), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
             () = sleep_until_some(drop_at) => return,
         }
+    }
+}
+
+/// Serves HTTP/1 requests, and parks the connection while it is idle: hyper gives the
+/// stream back (with any bytes it read and did not use), its buffers are freed, and a new
+/// hyper connection takes over when the client sends again.
+async fn serve_http1<I>(
+    shared: &Shared,
+    mut io: Rewind<SharedIo<I>>,
+    mut service: ConnectionService,
+    activity: &Activity,
+    mut drain: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = service.info.remote;
+    loop {
+        // Boxed so that a parked connection's task does not keep room for it.
+        let mut connection = Box::new(shared.http1.serve_connection(TokioIo::new(io), service));
+        let mut parking = false;
+        let mut closing = false;
+        let ended = loop {
+            tokio::select! {
+                result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
+                reason = watchdog(activity, shared.limits, !(parking || closing)) => {
+                    if reason != CloseReason::Parked {
+                        // Nothing in flight, or a response its client does not read:
+                        // nothing to finish.
+                        log_close(remote, reason);
+                        return;
+                    }
+                    // Idle: hyper closes at once and returns the stream.
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    parking = true;
+                }
+                () = draining(&mut drain, activity), if !closing => {
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    closing = true;
+                }
+            }
+        };
+        if let Err(err) = ended {
+            tracing::debug!(%remote, error = %err, "connection ended with an error");
+            return;
+        }
+        let parts = connection.into_parts();
+        io = parts.io.into_inner();
+        io.put_back(parts.read_buf);
+        service = parts.service;
+        if !parking || closing {
+            // hyper closed the connection (the client asked, or a request it refused), or
+            // the listener drains: finish it.
+            let _ = tokio::time::timeout(CLOSE_GRACE, io.shutdown()).await;
+            return;
+        }
+        if !io.unread().is_empty() {
+            // hyper had read the start of the next request: its head has started.
+            activity.on_read();
+            tracing::trace!(%remote, unread = io.unread().len(), "connection parked with the next request begun; resuming");
+            continue;
+        }
+        tracing::trace!(%remote, "connection parked");
+        tokio::select! {
+            more = std::future::poll_fn(|cx| io.poll_read_more(cx)) => match more {
+                Ok(true) => tracing::trace!(%remote, "parked connection resumed"),
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::debug!(%remote, error = %err, "idle connection failed");
+                    return;
+                }
+            },
+            reason = watchdog(activity, shared.limits, false) => {
+                log_close(remote, reason);
+                return;
+            }
+            () = draining(&mut drain, activity) => return,
+        }
+    }
+}
+
+fn log_close(remote: SocketAddr, reason: CloseReason) {
+    static STALLED: Throttle = Throttle::per_second(5);
+    if reason == CloseReason::WriteStalled {
+        if let Some(suppressed) = STALLED.admit() {
+            tracing::info!(%remote, reason = reason.as_str(), suppressed, "client stopped reading the response; closing connection (its script stops at its next output)");
+        }
+    } else {
+        tracing::debug!(%remote, reason = reason.as_str(), "closing connection");
     }
 }
 
@@ -187,21 +333,25 @@ async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
     }
 }
 
-/// Resolves when the connection should be closed, with the reason.
+/// Resolves when the connection should be closed (or, with `park`, parked), with the
+/// reason.
 ///
 /// It reads the connection's [`Activity`] and sleeps until the next deadline, but never
 /// longer than the shortest timeout: a request head that starts, a request that ends, or
 /// a write that blocks while it sleeps sets a deadline at least that far away, so the next
 /// look still finds it on time. Requests themselves never wake it (no notification per
 /// request on the hot path).
-async fn watchdog(activity: &Activity, limits: Limits) -> CloseReason {
-    let longest_sleep = limits
+async fn watchdog(activity: &Activity, limits: Limits, park: bool) -> CloseReason {
+    let mut longest_sleep = limits
         .header_timeout
         .min(limits.idle_timeout)
         .min(limits.write_timeout);
+    if park {
+        longest_sleep = longest_sleep.min(PARK_AFTER);
+    }
     loop {
         let now = activity.born.elapsed();
-        let wake_at = match activity.deadline(limits) {
+        let wake_at = match activity.deadline(limits, park) {
             Some((at, reason)) if now >= at => return reason,
             Some((at, _)) => at.min(now + longest_sleep),
             None => now + longest_sleep,
@@ -222,6 +372,8 @@ pub(super) enum CloseReason {
     /// A response write made no progress for the write timeout: the client stopped
     /// reading.
     WriteStalled,
+    /// Not a close: an HTTP/1 connection idle for [`PARK_AFTER`] gives up hyper's buffers.
+    Parked,
 }
 
 impl CloseReason {
@@ -231,6 +383,7 @@ impl CloseReason {
             Self::SlowHeaders => "request headers not complete within HEADER_TIMEOUT_SECS",
             Self::Idle => "idle for IDLE_TIMEOUT_SECS",
             Self::WriteStalled => "no response bytes accepted for WRITE_TIMEOUT_SECS",
+            Self::Parked => "idle; parked",
         }
     }
 }
@@ -248,7 +401,6 @@ pub(super) struct Activity {
     idle_since_ms: AtomicU64,
     head_started_ms: AtomicU64,
     write_blocked_ms: AtomicU64,
-    sniffed: AtomicBool,
     http2: AtomicBool,
 }
 
@@ -261,7 +413,6 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
             write_blocked_ms: AtomicU64::new(0),
-            sniffed: AtomicBool::new(false),
             http2: AtomicBool::new(false),
         }
     }
@@ -275,13 +426,7 @@ impl Activity {
     }
 
     /// Bytes arrived. While no request is in flight on HTTP/1 they start a request head.
-    fn on_read(&self, data: &[u8]) {
-        if !self.sniffed.load(Ordering::Relaxed) && data.len() >= 3 {
-            self.sniffed.store(true, Ordering::Relaxed);
-            // The HTTP/2 connection preface starts "PRI * HTTP/2.0".
-            self.http2
-                .store(data.starts_with(b"PRI"), Ordering::Relaxed);
-        }
+    fn on_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let now = self.now_ms().saturating_add(1);
             let _ =
@@ -316,7 +461,7 @@ impl Activity {
 
     /// When (ms since `born`, as a duration) the watchdog should close the connection,
     /// and why: the earlier of a blocked write's deadline and the connection's own.
-    fn deadline(&self, limits: Limits) -> Option<(Duration, CloseReason)> {
+    fn deadline(&self, limits: Limits, park: bool) -> Option<(Duration, CloseReason)> {
         let blocked = self.write_blocked_ms.load(Ordering::Acquire);
         let stalled = (blocked > 0).then(|| {
             (
@@ -324,10 +469,26 @@ impl Activity {
                 CloseReason::WriteStalled,
             )
         });
-        [stalled, self.connection_deadline(limits)]
+        let parked = park.then(|| self.park_deadline()).flatten();
+        [stalled, self.connection_deadline(limits), parked]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
+    }
+
+    /// When an HTTP/1 connection that has served a request, has none in flight, has not
+    /// started the next one and is not blocked writing is parked: [`PARK_AFTER`] after its
+    /// last request ended.
+    fn park_deadline(&self) -> Option<(Duration, CloseReason)> {
+        let quiet = !self.is_http2()
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.requests.load(Ordering::Acquire) > 0
+            && self.head_started_ms.load(Ordering::Acquire) == 0
+            && self.write_blocked_ms.load(Ordering::Acquire) == 0;
+        quiet.then(|| {
+            let ended = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            (ended + PARK_AFTER, CloseReason::Parked)
+        })
     }
 
     /// The deadline from requests alone; None while a request is in flight.
@@ -392,11 +553,10 @@ impl<I: AsyncRead> AsyncRead for Watched<I> {
         let this = self.project();
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &result {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                this.activity.on_read(new);
-            }
+        if let Poll::Ready(Ok(())) = &result
+            && buf.filled().len() > before
+        {
+            this.activity.on_read();
         }
         result
     }
@@ -543,27 +703,30 @@ mod tests {
     fn a_silent_connection_is_due_at_the_header_timeout() {
         let activity = Arc::new(Activity::new());
         assert_eq!(
-            activity.deadline(LIMITS),
+            activity.deadline(LIMITS, false),
             Some((Duration::from_secs(5), CloseReason::NoRequest))
         );
         // Bytes alone do not count as a request.
-        activity.on_read(b"GET / HT");
-        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::NoRequest);
+        activity.on_read();
+        assert_eq!(
+            activity.deadline(LIMITS, false).unwrap().1,
+            CloseReason::NoRequest
+        );
     }
 
     #[test]
     fn a_blocked_write_is_due_at_the_write_timeout_even_in_flight() {
         let activity = Arc::new(Activity::new());
         let _request = activity.begin_request();
-        assert_eq!(activity.deadline(LIMITS), None);
+        assert_eq!(activity.deadline(LIMITS, false), None);
         activity.on_write(&Poll::<()>::Pending);
         activity.on_write(&Poll::<()>::Pending);
-        let (at, reason) = activity.deadline(LIMITS).unwrap();
+        let (at, reason) = activity.deadline(LIMITS, false).unwrap();
         assert_eq!(reason, CloseReason::WriteStalled);
         assert!(at >= LIMITS.write_timeout && at < LIMITS.write_timeout + Duration::from_secs(1));
         // A write that goes out means the client reads again.
         activity.on_write(&Poll::Ready(()));
-        assert_eq!(activity.deadline(LIMITS), None);
+        assert_eq!(activity.deadline(LIMITS, false), None);
     }
 
     #[test]
@@ -571,13 +734,13 @@ mod tests {
         let activity = Arc::new(Activity::new());
         let a = activity.begin_request();
         let b = activity.begin_request();
-        assert_eq!(activity.deadline(LIMITS), None);
+        assert_eq!(activity.deadline(LIMITS, false), None);
         drop(a);
-        assert_eq!(activity.deadline(LIMITS), None);
+        assert_eq!(activity.deadline(LIMITS, false), None);
         drop(b);
         let ended = activity.idle_since_ms.load(Ordering::Relaxed);
         assert_eq!(
-            activity.deadline(LIMITS),
+            activity.deadline(LIMITS, false),
             Some((
                 Duration::from_millis(ended) + LIMITS.idle_timeout,
                 CloseReason::Idle
@@ -588,28 +751,35 @@ mod tests {
     #[test]
     fn a_slow_http1_head_after_a_request_is_due_at_the_header_timeout() {
         let activity = Arc::new(Activity::new());
-        activity.on_read(b"GET / HTTP/1.1\r\n\r\n");
+        activity.on_read();
         drop(activity.begin_request());
         activity.idle_since_ms.store(20_000, Ordering::Relaxed);
-        activity.on_read(b"GET /next");
+        activity.on_read();
         // Pretend the head started 30 s in.
         activity.head_started_ms.store(30_001, Ordering::Relaxed);
         assert_eq!(
-            activity.deadline(LIMITS),
+            activity.deadline(LIMITS, false),
             Some((Duration::from_secs(35), CloseReason::SlowHeaders))
         );
         // The head completes: the request starts and the slow-head clock stops.
         drop(activity.begin_request());
-        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::Idle);
+        assert_eq!(
+            activity.deadline(LIMITS, false).unwrap().1,
+            CloseReason::Idle
+        );
     }
 
     #[test]
     fn http2_frames_between_requests_only_count_towards_idle() {
         let activity = Arc::new(Activity::new());
-        activity.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        activity.http2.store(true, Ordering::Relaxed);
+        activity.on_read();
         drop(activity.begin_request());
-        activity.on_read(b"\x00\x00\x08\x06\x00"); // a PING
-        assert_eq!(activity.deadline(LIMITS).unwrap().1, CloseReason::Idle);
+        activity.on_read(); // a PING
+        assert_eq!(
+            activity.deadline(LIMITS, false).unwrap().1,
+            CloseReason::Idle
+        );
     }
 
     #[tokio::test]
@@ -623,13 +793,13 @@ mod tests {
         let request = activity.begin_request();
         let watching = {
             let activity = Arc::clone(&activity);
-            tokio::spawn(async move { watchdog(&activity, limits).await })
+            tokio::spawn(async move { watchdog(&activity, limits, false).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(request);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        activity.on_read(b"GET /slow");
+        activity.on_read();
         let reason = tokio::time::timeout(Duration::from_secs(5), watching)
             .await
             .expect("the watchdog slept through the slow head")
@@ -650,7 +820,7 @@ mod tests {
         let watching = {
             let activity = Arc::clone(&activity);
             tokio::spawn(async move {
-                let reason = watchdog(&activity, limits).await;
+                let reason = watchdog(&activity, limits, false).await;
                 (reason, activity.born.elapsed())
             })
         };
@@ -664,6 +834,50 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_idle_http1_connection_is_parked_after_its_last_request() {
+        let activity = Arc::new(Activity::new());
+        // Nothing to park before the first request, or while one is in flight.
+        assert_eq!(
+            activity.deadline(LIMITS, true).unwrap().1,
+            CloseReason::NoRequest
+        );
+        let request = activity.begin_request();
+        assert_eq!(activity.deadline(LIMITS, true), None);
+        drop(request);
+        let ended = activity.idle_since_ms.load(Ordering::Relaxed);
+        assert_eq!(
+            activity.deadline(LIMITS, true),
+            Some((
+                Duration::from_millis(ended) + PARK_AFTER,
+                CloseReason::Parked
+            ))
+        );
+        // A blocked write, or the next head arriving, keeps hyper's buffers.
+        activity.on_write(&Poll::<()>::Pending);
+        assert_eq!(
+            activity.deadline(LIMITS, true).unwrap().1,
+            CloseReason::WriteStalled
+        );
+        activity.on_write(&Poll::Ready(()));
+        activity.on_read();
+        assert_eq!(
+            activity.deadline(LIMITS, true).unwrap().1,
+            CloseReason::SlowHeaders
+        );
+    }
+
+    #[test]
+    fn http2_connections_are_never_parked() {
+        let activity = Arc::new(Activity::new());
+        activity.http2.store(true, Ordering::Relaxed);
+        drop(activity.begin_request());
+        assert_eq!(
+            activity.deadline(LIMITS, true).unwrap().1,
+            CloseReason::Idle
+        );
+    }
+
     #[tokio::test]
     async fn the_watchdog_fires_at_the_deadline() {
         let limits = Limits {
@@ -672,7 +886,7 @@ mod tests {
         };
         let activity = Arc::new(Activity::new());
         let started = Instant::now();
-        let reason = watchdog(&activity, limits).await;
+        let reason = watchdog(&activity, limits, false).await;
         assert_eq!(reason, CloseReason::NoRequest);
         let waited = started.elapsed();
         assert!(
