@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Version};
-use tokio_php::php::request::{ConnectionInfo, PhpRequest, RequestParts};
+use tokio_php::ConnectionInfo;
+use tokio_php::docroot::{ScriptMatch, resolve};
+use tokio_php::php::request::{PhpRequest, RequestParts};
 use tokio_php::php::response::add_header_line;
-use tokio_php::php::script::{ScriptMatch, resolve};
 
 fn docroot() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

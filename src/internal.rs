@@ -142,9 +142,10 @@ async fn health(State(internal): State<Internal>) -> Response {
 }
 
 async fn metrics(State(internal): State<Internal>) -> Response {
-    let mut text = crate::metrics::render(&internal.pool);
+    let mut text = crate::metrics::render_http();
+    internal.pool.render_metrics(&mut text);
     if let Some(worker_pool) = &internal.worker_pool {
-        crate::metrics::render_worker_mode(worker_pool, &mut text);
+        worker_pool.render_worker_mode_metrics(&mut text);
     }
     let mut response = text.into_response();
     response.headers_mut().insert(

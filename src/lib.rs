@@ -47,6 +47,8 @@
 
 pub mod app;
 pub mod config;
+pub mod context;
+pub mod docroot;
 pub mod early_hints;
 pub mod error_response;
 pub mod ffi;
@@ -62,7 +64,8 @@ pub mod static_files;
 
 pub use app::{App, StartError};
 pub use config::Config;
-pub use php::{ConnectionInfo, PhpService};
+pub use context::ConnectionInfo;
+pub use php::PhpService;
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]

@@ -1,7 +1,7 @@
 //! Prometheus metrics: the process-wide recorder that collects the HTTP metrics of
-//! [`MetricsLayer`](crate::layers::MetricsLayer) (axum-prometheus), and the PHP pool's own
-//! figures, rendered straight from [`PoolStats`](crate::php::pool::PoolStats) so they never depend on who owns the
-//! recorder.
+//! [`MetricsLayer`](crate::layers::MetricsLayer) (axum-prometheus), and the lock-free
+//! [`Histogram`] the PHP pools count into. The pools render their own figures
+//! ([`crate::php::stats`]), so they never depend on who owns the recorder.
 //!
 //! The standalone server calls [`install_recorder`] once at startup. A library user whose
 //! application already installed a `metrics` recorder skips it: the HTTP metrics then go to
@@ -16,8 +16,6 @@ use std::time::Duration;
 use axum_prometheus::AXUM_HTTP_REQUESTS_DURATION_SECONDS;
 use axum_prometheus::utils::SECONDS_DURATION_BUCKETS;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::php::pool::PoolHandle;
 
 /// The outcome of the first [`install_recorder`]: our handle, or None when another
 /// recorder was already installed.
@@ -82,9 +80,10 @@ pub fn recorder_handle() -> Option<&'static PrometheusHandle> {
     INSTALLED.get().and_then(Option::as_ref)
 }
 
-/// Everything `/metrics` shows: the HTTP metrics (when tokio_php's recorder is installed)
-/// followed by the PHP pool's.
-pub fn render(pool: &PoolHandle) -> String {
+/// The HTTP metrics, in Prometheus text format, when tokio_php's recorder is installed
+/// (empty otherwise); the PHP pools append their own figures
+/// ([`crate::php::pool::PoolHandle::render_metrics`]).
+pub fn render_http() -> String {
     let mut out = String::new();
     if let Some(handle) = recorder_handle() {
         handle.run_upkeep();
@@ -93,144 +92,7 @@ pub fn render(pool: &PoolHandle) -> String {
             out.push('\n');
         }
     }
-    render_pool(pool, &mut out);
     out
-}
-
-/// Appends the PHP pool's metrics, in Prometheus text format, to `out`.
-pub fn render_pool(pool: &PoolHandle, out: &mut String) {
-    let stats = pool.stats();
-    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        );
-    };
-    let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-        let value = value.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        );
-    };
-    gauge(
-        out,
-        "tokio_php_workers",
-        "PHP worker threads.",
-        pool.workers() as u64,
-    );
-    gauge(
-        out,
-        "tokio_php_busy_workers",
-        "PHP workers running a request now.",
-        stats.busy.load(Ordering::Relaxed) as u64,
-    );
-    gauge(
-        out,
-        "tokio_php_queue_depth",
-        "Requests waiting for a PHP worker.",
-        pool.queue_depth() as u64,
-    );
-    counter(
-        out,
-        "tokio_php_requests_served_total",
-        "Requests PHP finished.",
-        &stats.served,
-    );
-    counter(
-        out,
-        "tokio_php_rejected_total",
-        "Requests refused with 503 because the PHP queue was full.",
-        &stats.rejected,
-    );
-    counter(
-        out,
-        "tokio_php_fatal_errors_total",
-        "PHP scripts that ended in a fatal error (500 unless output had been sent).",
-        &stats.fatal_errors,
-    );
-    counter(
-        out,
-        "tokio_php_timeouts_total",
-        "PHP scripts ended by max_execution_time.",
-        &stats.timeouts,
-    );
-    counter(
-        out,
-        "tokio_php_worker_restarts_total",
-        "PHP workers restarted after a panic.",
-        &stats.worker_restarts,
-    );
-    stats.execution_seconds.render(
-        out,
-        "tokio_php_execution_duration_seconds",
-        "Time PHP spent running a request.",
-    );
-}
-
-/// Appends the worker-mode pool's metrics (`WORKER_SCRIPT`), in Prometheus text format.
-pub fn render_worker_mode(pool: &PoolHandle, out: &mut String) {
-    let stats = pool.stats();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-    family(
-        "tokio_php_worker_mode_workers",
-        "gauge",
-        "Threads running the worker script.",
-        &[(String::new(), pool.workers() as u64)],
-    );
-    family(
-        "tokio_php_worker_mode_busy_workers",
-        "gauge",
-        "Worker-mode threads handling a request now.",
-        &[(String::new(), stats.busy.load(Ordering::Relaxed) as u64)],
-    );
-    family(
-        "tokio_php_worker_mode_queue_depth",
-        "gauge",
-        "Requests waiting for a worker script.",
-        &[(String::new(), pool.queue_depth() as u64)],
-    );
-    family(
-        "tokio_php_worker_mode_restarts_total",
-        "counter",
-        "Worker scripts started again (ended, failed, WORKER_MAX_REQUESTS, WATCH).",
-        &[(String::new(), load(&stats.script_restarts))],
-    );
-    let per_worker: Vec<(String, u64)> = stats
-        .requests_per_worker
-        .iter()
-        .enumerate()
-        .map(|(id, count)| (format!("{{worker=\"{id}\"}}"), load(count)))
-        .collect();
-    family(
-        "tokio_php_worker_mode_requests_total",
-        "counter",
-        "Requests served by each worker-mode thread.",
-        &per_worker,
-    );
-    family(
-        "tokio_php_worker_mode_fatal_errors_total",
-        "counter",
-        "Worker-mode requests that ended in a fatal error or an uncaught exception.",
-        &[(String::new(), load(&stats.fatal_errors))],
-    );
-    family(
-        "tokio_php_worker_mode_timeouts_total",
-        "counter",
-        "Worker-mode requests ended by max_execution_time or REQUEST_TIMEOUT.",
-        &[(String::new(), load(&stats.timeouts))],
-    );
-    stats.execution_seconds.render(
-        out,
-        "tokio_php_worker_mode_execution_duration_seconds",
-        "Time a worker script spent handling a request.",
-    );
 }
 
 // === impl Histogram ===

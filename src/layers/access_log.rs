@@ -44,7 +44,7 @@ use tower::{Layer, Service};
 
 use super::client_ip::{TrustedProxies, client_ip};
 use super::request_id::{RequestId, TraceContext};
-use crate::php::ConnectionInfo;
+use crate::context::ConnectionInfo;
 
 /// Where access log lines go.
 pub trait AccessLogWriter: fmt::Debug + Send + Sync + 'static {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use http::{HeaderMap, Request, header};
 
-use crate::php::ConnectionInfo;
+use crate::context::ConnectionInfo;
 
 /// The `X-Forwarded-For` header.
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";

@@ -30,8 +30,8 @@ use std::task::{Context, Poll};
 use http::Request;
 use tower::{Layer, Service};
 
-use crate::php::script::{self, Resolution, ScriptMatch};
-use crate::php::service::ResolvedPath;
+use crate::context::ResolvedPath;
+use crate::docroot::{self, Resolution, ScriptMatch};
 
 /// Applies [`FrontController`] to a service.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl FrontControllerLayer {
             .canonicalize()
             .map_err(|e| fail(format!("document root: {e}")))?;
         let name = format!("/{}", script.trim_start_matches('/'));
-        match script::resolve(&root, &name) {
+        match docroot::resolve(&root, &name) {
             Resolution::Script(index) if index.path_info.is_none() => Ok(Self { root, index }),
             other => Err(fail(format!("it resolves to {other:?}"))),
         }
@@ -117,7 +117,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let resolution = match script::resolve(&self.layer.root, request.uri().path()) {
+        let resolution = match docroot::resolve(&self.layer.root, request.uri().path()) {
             Resolution::NotFound => Resolution::Script(self.layer.index.clone()),
             other => other,
         };

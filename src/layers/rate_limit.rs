@@ -421,7 +421,7 @@ fn forget_idle(limiter: &Limiter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::php::ConnectionInfo;
+    use crate::context::ConnectionInfo;
     use std::convert::Infallible;
     use tower::ServiceExt;
 

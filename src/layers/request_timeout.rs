@@ -5,11 +5,12 @@
 //! script streaming with `flush()`, server-sent events) is not cut off; PHP's own
 //! `max_execution_time` still applies to it.
 //!
-//! Every request carries a [`TimeoutNotice`] extension. Its deadline can be pushed forward
-//! while the request runs ([`TimeoutNotice::extend`]: PHP's `tokio_request_heartbeat()`).
-//! When the time is up, the notice fires and the inner future is dropped; [`crate::PhpService`] sees the notice and stops
-//! the PHP script as if it had hit `max_execution_time` (or drops it from the queue), so
-//! the worker is free again at once instead of running on for a client nobody answers.
+//! Every request carries a [`Deadline`] extension, which may be pushed forward while the
+//! request runs ([`Deadline::extend`]: PHP's `tokio_request_heartbeat()`). When the time is
+//! up, the deadline is marked as passed and the inner future is dropped; the PHP job that
+//! runs the request sees why and stops the script as if it had hit `max_execution_time`
+//! (or drops it from the queue), so the worker is free again at once instead of running on
+//! for a client nobody answers.
 //!
 //! # Example
 //!
@@ -25,8 +26,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,64 +36,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
+use crate::context::Deadline;
 use crate::error_response::{ErrorResponder, PlainText};
 use crate::log_throttle::Throttle;
-
-/// The farthest a deadline goes (about 30 years): what a heartbeat too large to add becomes.
-const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
-/// Request extension: the request's deadline, which may be pushed forward, and whether it
-/// passed (set before the inner future is dropped).
-#[derive(Debug, Clone)]
-pub struct TimeoutNotice(Arc<NoticeState>);
-
-#[derive(Debug)]
-struct NoticeState {
-    fired: AtomicBool,
-    deadline: Mutex<Instant>,
-    timeout: Duration,
-}
-
-impl TimeoutNotice {
-    /// A notice for `timeout` from now that has not fired.
-    pub fn new(timeout: Duration) -> Self {
-        Self(Arc::new(NoticeState {
-            fired: AtomicBool::new(false),
-            deadline: Mutex::new(Instant::now() + timeout),
-            timeout,
-        }))
-    }
-
-    /// Whether the request timed out.
-    pub fn fired(&self) -> bool {
-        self.0.fired.load(Ordering::Acquire)
-    }
-
-    /// The current deadline.
-    pub fn deadline(&self) -> Instant {
-        *self.0.deadline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Moves the deadline to `by` from now (None: the whole timeout again); it never moves
-    /// back. False when the request has already timed out.
-    pub fn extend(&self, by: Option<Duration>) -> bool {
-        if self.fired() {
-            return false;
-        }
-        let mut deadline = self.0.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        // A heartbeat of PHP_INT_MAX seconds means "as long as there is": saturate.
-        let wanted = now
-            .checked_add(by.unwrap_or(self.0.timeout))
-            .unwrap_or_else(|| now + FOREVER);
-        *deadline = (*deadline).max(wanted);
-        true
-    }
-
-    fn fire(&self) {
-        self.0.fired.store(true, Ordering::Release);
-    }
-}
 
 /// Applies [`RequestTimeout`] to a service.
 #[derive(Debug, Clone)]
@@ -158,8 +103,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let notice = TimeoutNotice::new(self.timeout);
-        request.extensions_mut().insert(notice.clone());
+        let deadline = Deadline::new(self.timeout);
+        request.extensions_mut().insert(deadline.clone());
         let accept = request.headers().get(header::ACCEPT).cloned();
         ResponseFuture {
             state: State::Running {
@@ -167,7 +112,7 @@ where
             },
             sleep: None,
             timeout: self.timeout,
-            notice,
+            deadline,
             accept,
             errors: Arc::clone(&self.errors),
         }
@@ -183,7 +128,7 @@ pin_project! {
         // static file) never starts a timer.
         sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
-        notice: TimeoutNotice,
+        deadline: Deadline,
         accept: Option<HeaderValue>,
         errors: Arc<dyn ErrorResponder>,
     }
@@ -212,20 +157,20 @@ where
         }
         let sleep = this
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.notice.deadline())));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.deadline.at())));
         loop {
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             // A heartbeat may have moved the deadline while the timer ran.
-            let deadline = this.notice.deadline();
-            if deadline <= Instant::now() {
+            let at = this.deadline.at();
+            if at <= Instant::now() {
                 break;
             }
-            sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(at);
         }
-        // Fire first: the inner future sees the notice when it is dropped just below.
-        this.notice.fire();
+        // Fire first: the inner future sees the deadline when it is dropped just below.
+        this.deadline.fire();
         this.state.set(State::TimedOut);
         static TIMED_OUT: Throttle = Throttle::per_second(5);
         if let Some(suppressed) = TIMED_OUT.admit() {
@@ -249,13 +194,13 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test(start_paused = true)]
-    async fn slow_inner_services_get_504_and_see_the_notice() {
-        let seen = Arc::new(std::sync::Mutex::new(None::<TimeoutNotice>));
+    async fn slow_inner_services_get_504_and_see_the_deadline() {
+        let seen = Arc::new(std::sync::Mutex::new(None::<Deadline>));
         let seen_inner = Arc::clone(&seen);
         let slow = tower::service_fn(move |request: Request<Body>| {
             let seen = Arc::clone(&seen_inner);
             async move {
-                *seen.lock().unwrap() = request.extensions().get::<TimeoutNotice>().cloned();
+                *seen.lock().unwrap() = request.extensions().get::<Deadline>().cloned();
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok::<_, Infallible>(Response::new(Body::from("late")))
             }
@@ -275,12 +220,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn quick_inner_services_pass_untouched() {
         let quick = tower::service_fn(|request: Request<Body>| async move {
-            let notice = request
-                .extensions()
-                .get::<TimeoutNotice>()
-                .cloned()
-                .unwrap();
-            assert!(!notice.fired());
+            let deadline = request.extensions().get::<Deadline>().cloned().unwrap();
+            assert!(!deadline.fired());
             Ok::<_, Infallible>(Response::new(Body::from("quick")))
         });
         let service = RequestTimeout::new(quick, Duration::from_secs(1));

@@ -37,7 +37,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::php::{CollectTimings, PhpTimings};
+use crate::context::{CollectTimings, PhpTimings};
 
 /// The request header that asks for profiling.
 pub const X_PROFILE: HeaderName = HeaderName::from_static("x-profile");

@@ -4,19 +4,16 @@
 //! output coming back ([`output`], [`response`]), profiling figures ([`timings`]), and the
 //! service tying them together ([`service`]).
 
-pub mod admission;
 pub mod body;
-pub mod control;
 pub mod engine;
+pub mod job;
 pub mod output;
 pub mod pool;
 pub mod request;
 pub mod response;
-pub mod script;
 pub mod service;
-pub mod timings;
+pub mod stats;
 pub mod worker;
+pub mod x_sendfile;
 
-pub use request::ConnectionInfo;
 pub use service::PhpService;
-pub use timings::{CollectTimings, PhpTimings};

@@ -10,18 +10,18 @@ use http::{HeaderMap, StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
-use super::control::RequestControl;
+use super::job::Control;
 use super::response::{
     Chunk, CutShort, InvalidStatus, PhpBody, ResponseHead, ResponseStart, add_header_line,
     response_status, status_header_value,
 };
-use super::timings::PhpTimings;
+use crate::context::PhpTimings;
 use crate::ffi::{self, PhpLogLevel, SapiHandler};
 use crate::log_throttle::Throttle;
 
 /// Who is running the request, for the tokio_* PHP functions.
 #[derive(Debug, Clone)]
-pub struct RequestContext {
+pub(crate) struct RequestContext {
     /// The request id.
     pub request_id: String,
     /// The worker thread's number.
@@ -29,19 +29,20 @@ pub struct RequestContext {
     /// How many workers the pool has.
     pub workers: usize,
     /// State shared with the HTTP side.
-    pub control: Arc<RequestControl>,
+    pub control: Arc<Control>,
     /// Where informational (1xx) responses go, when the connection can carry them.
     pub informational: Option<mpsc::UnboundedSender<ResponseHead>>,
 }
 
 impl RequestContext {
     /// A context for a request run outside a pool (tests).
+    #[cfg(test)]
     pub fn detached(request_id: &str) -> Self {
         Self {
             request_id: request_id.to_owned(),
             worker: 0,
             workers: 1,
-            control: Arc::new(RequestControl::default()),
+            control: Arc::new(Control::default()),
             informational: None,
         }
     }
@@ -53,7 +54,7 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 pub const STREAM_DEPTH: usize = 8;
 
 /// PHP's output for one request, as the worker sees it.
-pub struct OutputWriter {
+pub(crate) struct OutputWriter {
     start: Option<oneshot::Sender<ResponseStart>>,
     headers: HeaderMap,
     /// The script's `Status:` header, if it sent one.
@@ -153,6 +154,7 @@ impl OutputWriter {
     }
 
     /// Whether the client went away while the script ran.
+    #[cfg(test)]
     pub fn client_gone(&self) -> bool {
         self.client_gone
     }
@@ -169,7 +171,7 @@ impl OutputWriter {
             let body = PhpBody::Stream {
                 first,
                 rx,
-                guard: None,
+                job: None,
                 deadline: None,
                 cut_short: false,
             };

@@ -2,28 +2,17 @@
 //! nginx fills them (`fastcgi_params` plus every request header as `HTTP_*`).
 
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap};
 use http::{Method, Version};
 
-use super::script::ScriptMatch;
+use crate::context::ConnectionInfo;
+use crate::docroot::ScriptMatch;
 use crate::ffi::{ExecRequest, ServerVars};
 
 /// The value of `SERVER_SOFTWARE`.
 pub const SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
-
-/// Where a request came from and arrived: the connection's facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// The client's address (REMOTE_ADDR, REMOTE_PORT).
-    pub remote: SocketAddr,
-    /// The address the server accepted on (SERVER_ADDR, SERVER_PORT).
-    pub local: SocketAddr,
-    /// Whether the connection is TLS (HTTPS=on).
-    pub tls: bool,
-}
 
 /// The parts of an HTTP request that PHP sees, borrowed while a [`PhpRequest`] is built.
 #[derive(Debug, Clone, Copy)]

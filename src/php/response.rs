@@ -13,8 +13,8 @@ use http_body::{Frame, SizeHint};
 use hyper::ext::ReasonPhrase;
 use tokio::sync::mpsc;
 
-use super::control::ClientGuard;
-use super::timings::PhpTimings;
+use super::job::JobHandle;
+use crate::context::PhpTimings;
 
 /// Status and headers of a PHP response.
 #[derive(Debug, Clone)]
@@ -113,12 +113,12 @@ pub fn status_header_value(line: &[u8]) -> Option<&[u8]> {
 
 /// What the worker hands to the HTTP side when the response starts.
 #[derive(Debug)]
-pub struct ResponseStart {
+pub(crate) struct ResponseStart {
     /// Status and headers.
     pub head: ResponseHead,
     /// The body, complete or streaming.
     pub body: PhpBody,
-    /// Profiling figures, when the request asked for them ([`super::CollectTimings`]).
+    /// Profiling figures, when the request asked for them ([`crate::context::CollectTimings`]).
     pub timings: Option<PhpTimings>,
 }
 
@@ -177,7 +177,7 @@ pub type Chunk = Result<Bytes, CutShort>;
 
 /// The body of a PHP response.
 #[derive(Debug)]
-pub enum PhpBody {
+pub(crate) enum PhpBody {
     /// Everything the script wrote, known before the head went out.
     Full(Option<Bytes>),
     /// Chunks as the script flushes them; ends when the worker drops its sender.
@@ -186,8 +186,8 @@ pub enum PhpBody {
         first: Option<Bytes>,
         /// The rest.
         rx: mpsc::Receiver<Chunk>,
-        /// Tells the worker the client left if the body is dropped before its end.
-        guard: Option<ClientGuard>,
+        /// The job: dropped before the stream's end, it tells the script the client left.
+        job: Option<JobHandle>,
         /// When the stream is cut off (server-sent events: `SSE_TIMEOUT`).
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         /// The script was cut short: the error goes out on the next poll, once hyper has
@@ -216,7 +216,7 @@ impl http_body::Body for PhpBody {
             Self::Stream {
                 first,
                 rx,
-                guard,
+                job,
                 deadline,
                 cut_short,
             } => {
@@ -229,15 +229,17 @@ impl http_body::Body for PhpBody {
                 if let Some(sleep) = deadline.as_mut()
                     && sleep.as_mut().poll(cx).is_ready()
                 {
-                    // Ended here: the armed guard tells the script, which stops at its next
-                    // output.
+                    // Ended here: the job, dropped with the body, tells the script, which
+                    // stops at its next output.
                     tracing::info!("event stream reached SSE_TIMEOUT; ending it");
                     rx.close();
                     return Poll::Ready(None);
                 }
                 let polled = rx.poll_recv(cx);
-                if let (Poll::Ready(None), Some(guard)) = (&polled, guard.as_mut()) {
-                    guard.disarm();
+                if let Poll::Ready(None) = polled
+                    && let Some(job) = job.take()
+                {
+                    job.complete();
                 }
                 if let Poll::Ready(Some(Err(CutShort))) = polled {
                     // One pending poll lets hyper write out what it holds first.

@@ -1,5 +1,5 @@
 //! [`PhpService`]: the final service for a document root. It resolves the request path
-//! (see [`script`](super::script)), serves static files, and for a script receives the
+//! (see [`docroot`](crate::docroot)), serves static files, and for a script receives the
 //! body, queues the request for a worker and turns PHP's answer into a response. Every
 //! failure becomes a response here: 404, 400, 408, 413, 503, 500.
 
@@ -10,27 +10,26 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, OriginalUri};
 use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
-use tokio::sync::{mpsc, oneshot};
 
-use super::admission::ConnectionShare;
 use super::body::{BodyError, MinRate, RequestBody};
-use super::control::{ClientGuard, RequestControl};
-use super::pool::{Abandoned, Job, JobControl, PoolHandle, SubmitError};
-use super::request::{ConnectionInfo, PhpRequest, RequestParts};
-use super::response::{PhpBody, ResponseHead, ResponseStart};
-use super::script::{self, Resolution, ScriptMatch};
-use super::timings::CollectTimings;
+use super::job::{JobEvent, JobHandle, NewJob};
+use super::pool::{PoolHandle, SubmitError};
+use super::request::{PhpRequest, RequestParts};
+use super::response::{PhpBody, ResponseStart};
+use super::x_sendfile::{self, SendfileRoots};
 use crate::config::DEFAULT_MAX_BODY_SIZE;
+use crate::context::{
+    CollectTimings, ConnectionInfo, ConnectionShare, Deadline, RequestId, ResolvedPath,
+};
+use crate::docroot::{self, Resolution, ScriptMatch};
 use crate::early_hints::EarlyHints;
 use crate::error_response::{error_response, retry_later};
-use crate::layers::request_id::RequestId;
-use crate::layers::request_timeout::TimeoutNotice;
 use crate::log_throttle::Throttle;
 use crate::static_files::{self, StaticOptions};
 
@@ -48,7 +47,7 @@ struct Inner {
     root_text: String,
     max_body_size: u64,
     static_options: StaticOptions,
-    sendfile_roots: Vec<PathBuf>,
+    x_sendfile: SendfileRoots,
     sse_timeout: Option<Duration>,
     min_body_rate: MinRate,
     worker_mode: Option<WorkerRoute>,
@@ -77,11 +76,6 @@ fn path_under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// How a request path was resolved, when a layer in front (the front controller) has
-/// already decided; the service then uses it instead of resolving again.
-#[derive(Debug, Clone)]
-pub struct ResolvedPath(pub Resolution);
-
 /// The future [`PhpService`] returns.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
@@ -90,7 +84,7 @@ impl PhpService {
     pub fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
         let root = document_root.canonicalize()?;
         let root_text = root.to_string_lossy().into_owned();
-        let root_for_sendfile = root.clone();
+        let x_sendfile = SendfileRoots::document_root(&root);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -98,7 +92,7 @@ impl PhpService {
                 root_text,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
                 static_options: StaticOptions::default(),
-                sendfile_roots: vec![root_for_sendfile],
+                x_sendfile,
                 sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
                 min_body_rate: MinRate::NONE,
                 worker_mode: None,
@@ -115,17 +109,7 @@ impl PhpService {
     /// Sets the directories X-Sendfile / X-Accel-Redirect may hand files from (default: the
     /// document root). Directories that do not exist are skipped with a warning.
     pub fn sendfile_roots(mut self, roots: &[PathBuf]) -> Self {
-        let canonical = roots
-            .iter()
-            .filter_map(|root| match root.canonicalize() {
-                Ok(real) => Some(real),
-                Err(err) => {
-                    tracing::warn!(root = %root.display(), error = %err, "SENDFILE_ROOTS entry skipped");
-                    None
-                }
-            })
-            .collect();
-        Arc::make_mut(&mut self.inner).sendfile_roots = canonical;
+        Arc::make_mut(&mut self.inner).x_sendfile = SendfileRoots::new(roots);
         self
     }
 
@@ -201,7 +185,7 @@ impl Inner {
     async fn handle(&self, mut request: Request<Body>) -> Response {
         let resolution = match request.extensions_mut().remove::<ResolvedPath>() {
             Some(ResolvedPath(resolution)) => resolution,
-            None => script::resolve(&self.root, request.uri().path()),
+            None => docroot::resolve(&self.root, request.uri().path()),
         };
         if let Some(route) = &self.worker_mode
             && route.matches(request.uri().path())
@@ -234,6 +218,8 @@ impl Inner {
         }
     }
 
+    /// Runs `script` for `request` on `pool`: a short sequence of steps, each of which may
+    /// answer instead (413, 408, 400, 503, 500).
     async fn run(
         &self,
         request: Request<Body>,
@@ -241,6 +227,60 @@ impl Inner {
         pool: &PoolHandle,
     ) -> Response {
         let (parts, body) = request.into_parts();
+        let (body, content_length) = match self.receive_body(&parts, body).await {
+            Ok(received) => received,
+            Err(refused) => return refused.response(),
+        };
+        let php_request = match self.php_request(&parts, &script, content_length) {
+            Ok(php_request) => php_request,
+            Err(refused) => return refused.response(),
+        };
+        let early_hints = parts.extensions.get::<EarlyHints>().cloned();
+        // Wait for a place among this connection's requests in the pool (still under the
+        // request timeout, holding no worker).
+        let admission = match parts.extensions.get::<ConnectionShare>() {
+            Some(share) => Some(share.admit(pool.workers()).await),
+            None => None,
+        };
+        let new = NewJob {
+            request: php_request,
+            body,
+            deadline: parts.extensions.get::<Deadline>().cloned(),
+            early_hints: early_hints.is_some(),
+            profile: parts.extensions.get::<CollectTimings>().is_some(),
+            admission,
+        };
+        let mut job = match submit(pool, new) {
+            Ok(job) => job,
+            Err(refused) => return refused.response(),
+        };
+        // From here until the response is complete, dropping `job` (this future dropped by
+        // a timeout or a client that left) cancels it: see `super::job`.
+        let Some(start) = relay_hints_until_start(&mut job, early_hints.as_ref()).await else {
+            tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        if let Some(target) = x_sendfile::target(&start.head.headers) {
+            job.complete();
+            return x_sendfile::serve(
+                &self.x_sendfile,
+                &self.static_options,
+                parts,
+                start.head,
+                &target,
+            )
+            .await;
+        }
+        self.response(start, job)
+    }
+
+    /// Receives the request body, within the size limit and the minimum rate; with its
+    /// length as PHP's CONTENT_LENGTH.
+    async fn receive_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+    ) -> Result<(RequestBody, Option<u64>), Refused> {
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -251,7 +291,7 @@ impl Inner {
             if let Some(suppressed) = TOO_LARGE.admit() {
                 tracing::info!(uri = %parts.uri, declared, limit = self.max_body_size, suppressed, "request body too large; answering 413");
             }
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE);
+            return Err(Refused(StatusCode::PAYLOAD_TOO_LARGE));
         }
         let body = match RequestBody::receive(body, self.max_body_size, self.min_body_rate).await {
             Ok(body) => body,
@@ -266,7 +306,7 @@ impl Inner {
                 if let Some(suppressed) = NOT_RECEIVED.admit() {
                     tracing::warn!(uri = %parts.uri, error = %err, suppressed, "request body not received; answering {status}");
                 }
-                return error_response(status);
+                return Err(Refused(status));
             }
         };
         let content_length = match &body {
@@ -274,7 +314,17 @@ impl Inner {
             RequestBody::Memory(data) => Some(data.len() as u64),
             RequestBody::File(f) => f.metadata().ok().map(|m| m.len()),
         };
+        Ok((body, content_length))
+    }
 
+    /// The request as PHP sees it (`$_SERVER` and the SAPI fields); 400 when PHP cannot
+    /// take it.
+    fn php_request(
+        &self,
+        parts: &http::request::Parts,
+        script: &ScriptMatch,
+        content_length: Option<u64>,
+    ) -> Result<PhpRequest, Refused> {
         let original = parts
             .extensions
             .get::<OriginalUri>()
@@ -308,126 +358,37 @@ impl Inner {
             connection,
             request_id: parts.extensions.get::<RequestId>().map(RequestId::as_str),
         };
-        let request = match PhpRequest::new(request_parts, &script, &self.root_text, content_length)
-        {
-            Ok(request) => request,
-            Err(err) => {
-                static INVALID: Throttle = Throttle::per_second(5);
-                if let Some(suppressed) = INVALID.admit() {
-                    tracing::info!(uri = %parts.uri, error = %err, suppressed, "request PHP cannot take; answering 400");
-                }
-                return error_response(StatusCode::BAD_REQUEST);
+        PhpRequest::new(request_parts, script, &self.root_text, content_length).map_err(|err| {
+            static INVALID: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = INVALID.admit() {
+                tracing::info!(uri = %parts.uri, error = %err, suppressed, "request PHP cannot take; answering 400");
             }
-        };
+            Refused(StatusCode::BAD_REQUEST)
+        })
+    }
 
-        let (respond, mut response) = oneshot::channel();
-        let early_hints = parts.extensions.get::<EarlyHints>().cloned();
-        let (informational, mut informational_rx) = match early_hints {
-            Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
-        let timeout = parts.extensions.get::<TimeoutNotice>().cloned();
-        // Wait for a place among this connection's requests in the pool (still under the
-        // request timeout, holding no worker).
-        let admission = match parts.extensions.get::<ConnectionShare>() {
-            Some(share) => Some(share.admit(pool.workers()).await),
-            None => None,
-        };
-        let shared = Arc::new(RequestControl::new(timeout.clone()));
-        let mut client_guard = ClientGuard::new(Arc::clone(&shared));
-        let control = JobControl::new();
-        let job = Job {
-            request,
-            body,
-            respond,
-            informational,
-            shared: Arc::clone(&shared),
-            queued_at: Instant::now(),
-            span: tracing::Span::current(),
-            profile: parts.extensions.get::<CollectTimings>().is_some(),
-            control: control.clone(),
-            admission,
-        };
-        match pool.submit(job) {
-            Ok(()) => {}
-            Err(SubmitError::QueueFull(job)) => {
-                client_guard.disarm();
-                static QUEUE_FULL: Throttle = Throttle::per_second(5);
-                if let Some(suppressed) = QUEUE_FULL.admit() {
-                    tracing::warn!(
-                        request = job.request.tag(),
-                        workers = pool.workers(),
-                        suppressed,
-                        "PHP queue full; answering 503"
-                    );
-                }
-                return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
-            }
-            Err(SubmitError::ShuttingDown(job)) => {
-                client_guard.disarm();
-                static SHUTTING_DOWN: Throttle = Throttle::per_second(5);
-                if let Some(suppressed) = SHUTTING_DOWN.admit() {
-                    tracing::info!(
-                        request = job.request.tag(),
-                        suppressed,
-                        "PHP pool shutting down; answering 503"
-                    );
-                }
-                return retry_later(StatusCode::SERVICE_UNAVAILABLE, 1);
-            }
-        }
-        // If this future is dropped before the head arrives, the guard gives the job up: a
-        // timeout stops the script (so the worker is free again), a client that left takes
-        // its request out of the queue.
-        let job_guard = JobGuard {
-            notice: timeout,
-            control: Some(control),
-        };
-        let start = loop {
-            let hint = async {
-                match informational_rx.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                start = &mut response => break start,
-                Some(head) = hint => {
-                    if let Some(hints) = &early_hints
-                        && let Err(err) = hints.send(head.status, &head.headers).await
-                    {
-                        tracing::debug!(error = %err, "informational response not sent");
-                    }
-                }
-            }
-        };
-        client_guard.disarm();
-        job_guard.disarm();
-        let Ok(start) = start else {
-            tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR);
-        };
+    /// The response from PHP's start: a streamed body carries the job (so a client that
+    /// leaves mid-stream stops the script) and, for server-sent events, `SSE_TIMEOUT`.
+    fn response(&self, start: ResponseStart, job: JobHandle) -> Response {
         let ResponseStart {
             head,
             mut body,
             timings,
         } = start;
-        if let Some(target) = sendfile_target(&head.headers) {
-            return self.sendfile(parts, head, &target).await;
-        }
-        if let PhpBody::Stream {
-            guard, deadline, ..
-        } = &mut body
-        {
-            *guard = Some(ClientGuard::new(shared));
-            if let Some(limit) = self.sse_timeout
-                && is_event_stream(&head.headers)
-            {
-                *deadline = Some(Box::pin(tokio::time::sleep(limit)));
+        match &mut body {
+            PhpBody::Stream {
+                job: held,
+                deadline,
+                ..
+            } => {
+                *held = Some(job);
+                if let Some(limit) = self.sse_timeout
+                    && is_event_stream(&head.headers)
+                {
+                    *deadline = Some(Box::pin(tokio::time::sleep(limit)));
+                }
             }
+            PhpBody::Full(_) => job.complete(),
         }
         let mut response = Response::new(Body::new(body));
         *response.status_mut() = head.status;
@@ -440,68 +401,72 @@ impl Inner {
         }
         response
     }
+}
 
-    /// Replaces a PHP response carrying X-Sendfile / X-Accel-Redirect by that file, served
-    /// as a static file (Range, conditional requests) with PHP's descriptive headers.
-    async fn sendfile(
-        &self,
-        parts: http::request::Parts,
-        head: ResponseHead,
-        target: &str,
-    ) -> Response {
-        let Some(path) = self.allowed_sendfile_path(target) else {
-            tracing::error!(
-                uri = %parts.uri,
-                target,
-                roots = ?self.sendfile_roots,
-                "X-Sendfile target is missing or outside SENDFILE_ROOTS; answering 500"
-            );
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR);
-        };
-        let request = Request::from_parts(parts, Body::empty());
-        let mut response = static_files::serve_path(&path, request, &self.static_options).await;
-        if response.status().is_success() {
-            for name in SENDFILE_KEPT_HEADERS {
-                let values: Vec<HeaderValue> =
-                    head.headers.get_all(&name).iter().cloned().collect();
-                if !values.is_empty() {
-                    response.headers_mut().remove(&name);
-                    for value in values {
-                        response.headers_mut().append(&name, value);
-                    }
-                }
-            }
+/// Why a step of [`Inner::run`] answers instead of going on: the status (the step has
+/// logged the detail).
+struct Refused(StatusCode);
+
+impl Refused {
+    fn response(self) -> Response {
+        match self.0 {
+            // The pool's queue is full or closed: worth retrying soon.
+            StatusCode::SERVICE_UNAVAILABLE => retry_later(StatusCode::SERVICE_UNAVAILABLE, 1),
+            status => error_response(status),
         }
-        response
-    }
-
-    /// The real path of an X-Sendfile target when it is a regular file under one of the
-    /// allowed roots. A relative target (X-Accel-Redirect style) is taken under the first.
-    fn allowed_sendfile_path(&self, target: &str) -> Option<PathBuf> {
-        let target = Path::new(target);
-        let candidate = if target.is_absolute() && target.exists() {
-            target.to_path_buf()
-        } else {
-            let first = self.sendfile_roots.first()?;
-            first.join(target.strip_prefix("/").unwrap_or(target))
-        };
-        let real = candidate.canonicalize().ok()?;
-        let inside = self
-            .sendfile_roots
-            .iter()
-            .any(|root| real.starts_with(root));
-        (inside && real.is_file()).then_some(real)
     }
 }
 
-/// Headers of the PHP response that stay on the file it hands over.
-const SENDFILE_KEPT_HEADERS: [header::HeaderName; 5] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_DISPOSITION,
-    header::CACHE_CONTROL,
-    header::EXPIRES,
-    header::SET_COOKIE,
-];
+/// Queues `new` on `pool`: the job's handle, or 503 when the queue is full or closed.
+fn submit(pool: &PoolHandle, new: NewJob) -> Result<JobHandle, Refused> {
+    match pool.submit(new) {
+        Ok(job) => Ok(job),
+        Err(SubmitError::QueueFull(job)) => {
+            static QUEUE_FULL: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = QUEUE_FULL.admit() {
+                tracing::warn!(
+                    request = job.tag(),
+                    workers = pool.workers(),
+                    suppressed,
+                    "PHP queue full; answering 503"
+                );
+            }
+            Err(Refused(StatusCode::SERVICE_UNAVAILABLE))
+        }
+        Err(SubmitError::ShuttingDown(job)) => {
+            static SHUTTING_DOWN: Throttle = Throttle::per_second(5);
+            if let Some(suppressed) = SHUTTING_DOWN.admit() {
+                tracing::info!(
+                    request = job.tag(),
+                    suppressed,
+                    "PHP pool shutting down; answering 503"
+                );
+            }
+            Err(Refused(StatusCode::SERVICE_UNAVAILABLE))
+        }
+    }
+}
+
+/// Waits for the job's response start, passing its informational responses (103 Early
+/// Hints) to the connection meanwhile; None if the worker dropped the job.
+async fn relay_hints_until_start(
+    job: &mut JobHandle,
+    early_hints: Option<&EarlyHints>,
+) -> Option<ResponseStart> {
+    loop {
+        match job.next().await {
+            JobEvent::Started(start) => return Some(start),
+            JobEvent::Lost => return None,
+            JobEvent::Hint(head) => {
+                if let Some(hints) = early_hints
+                    && let Err(err) = hints.send(head.status, &head.headers).await
+                {
+                    tracing::debug!(error = %err, "informational response not sent");
+                }
+            }
+        }
+    }
+}
 
 /// The path under which the service is mounted: what `nest_service` stripped from the
 /// original path (`/legacy/index.php` seen as `/index.php` → `/legacy`).
@@ -524,69 +489,6 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         })
-}
-
-/// The file a PHP response hands to the server, if any.
-fn sendfile_target(headers: &http::HeaderMap) -> Option<String> {
-    ["x-sendfile", "x-accel-redirect"]
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Gives a job up when the request's [`TimeoutNotice`] fired before the response head came
-/// back; dropped unfired (the client left), it leaves the script running, as php-fpm does.
-/// Gives a queued or running job up when the service future is dropped before its head
-/// arrived: after a timeout the script is stopped; when the client left, a job still in the
-/// queue is dropped (a running one learns at its next output, from the [`ClientGuard`]).
-struct JobGuard {
-    notice: Option<TimeoutNotice>,
-    control: Option<JobControl>,
-}
-
-impl JobGuard {
-    fn disarm(mut self) {
-        self.control = None;
-    }
-}
-
-impl Drop for JobGuard {
-    fn drop(&mut self) {
-        let Some(control) = self.control.take() else {
-            return;
-        };
-        static WITHDRAWN: Throttle = Throttle::per_second(5);
-        static TIMED_OUT_QUEUED: Throttle = Throttle::per_second(5);
-        static INTERRUPTED: Throttle = Throttle::per_second(5);
-        if !self.notice.as_ref().is_some_and(TimeoutNotice::fired) {
-            if control.withdraw()
-                && let Some(suppressed) = WITHDRAWN.admit()
-            {
-                tracing::info!(
-                    suppressed,
-                    "client left while its request was queued; it will not run"
-                );
-            }
-            return;
-        }
-        match control.abandon() {
-            Abandoned::FromQueue => {
-                if let Some(suppressed) = TIMED_OUT_QUEUED.admit() {
-                    tracing::info!(
-                        suppressed,
-                        "request timed out while queued; it will not run"
-                    );
-                }
-            }
-            Abandoned::Interrupted => {
-                if let Some(suppressed) = INTERRUPTED.admit() {
-                    tracing::warn!(suppressed, "request timed out; interrupting its PHP script");
-                }
-            }
-            Abandoned::TooLate => {}
-        }
-    }
 }
 
 /// 301 to the same path with a trailing slash. The Location is rebuilt from the path's

@@ -15,16 +15,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::output::{OutputWriter, RequestContext};
-use super::pool::{Job, JobControl, PoolHandle, PoolStats, WORKER_STACK_SIZE};
-use super::request::{PhpRequest, SERVER_SOFTWARE};
+use super::job::{Job, RunningJob, WorkerSlot};
+use super::pool::{PoolHandle, WORKER_STACK_SIZE};
+use super::request::SERVER_SOFTWARE;
+use super::stats::PoolStats;
 use crate::ffi::{
     self, ExecOutcome, ExecRequest, Interrupter, PhpLogLevel, SapiHandler, ScriptEnd, ServerVars,
-    ThreadGuard, WorkerHost, WorkerJob,
+    ThreadGuard, WorkerHost,
 };
 
 /// First wait before a worker script that failed before serving a request starts again.
@@ -301,7 +302,11 @@ impl WorkerHost for Host<'_> {
                     return None;
                 }
             };
-            match RunningJob::start(job, self.id, self.shared, &self.interrupter) {
+            let slot = WorkerSlot {
+                id: self.id,
+                workers: self.shared.settings.count,
+            };
+            match RunningJob::start(job, slot, &self.shared.stats, &self.interrupter) {
                 Some(job) => return Some(job),
                 None => continue,
             }
@@ -310,100 +315,7 @@ impl WorkerHost for Host<'_> {
 
     fn end(&mut self, job: RunningJob, end: ScriptEnd) {
         self.served += 1;
-        job.finish(end);
-    }
-}
-
-/// A request a worker script is handling.
-pub(crate) struct RunningJob {
-    request: PhpRequest,
-    writer: OutputWriter,
-    control: JobControl,
-    stats: Arc<PoolStats>,
-    worker: usize,
-    started: Instant,
-    _admission: Option<super::admission::Admission>,
-    _span: tracing::span::EnteredSpan,
-}
-
-impl RunningJob {
-    /// Takes `job` for `worker`; None when it was given up while queued.
-    fn start(job: Job, worker: usize, shared: &Shared, interrupter: &Interrupter) -> Option<Self> {
-        let Job {
-            request,
-            body,
-            respond,
-            informational,
-            shared: control_shared,
-            span,
-            control,
-            admission,
-            ..
-        } = job;
-        let span = span.entered();
-        if !control.start(interrupter) {
-            tracing::debug!(
-                worker,
-                request = request.tag(),
-                "request given up while queued; not run"
-            );
-            return None;
-        }
-        shared.stats.busy.fetch_add(1, Ordering::Relaxed);
-        let context = RequestContext {
-            request_id: request.request_id().to_owned(),
-            worker,
-            workers: shared.settings.count,
-            control: control_shared,
-            informational,
-        };
-        let writer = OutputWriter::new(respond, body, request.tag().to_owned(), context);
-        Some(Self {
-            request,
-            writer,
-            control,
-            _admission: admission,
-            stats: Arc::clone(&shared.stats),
-            worker,
-            started: Instant::now(),
-            _span: span,
-        })
-    }
-
-    fn finish(self, end: ScriptEnd) {
-        self.control.finish();
-        let stats = &self.stats;
-        stats
-            .execution_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-        if end.fatal {
-            stats.fatal_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if end.timed_out {
-            stats.timeouts.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(count) = stats.requests_per_worker.get(self.worker) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        stats.served.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(
-            worker = self.worker,
-            request = self.request.tag(),
-            "worker-mode request done"
-        );
-        let Self { writer, stats, .. } = self;
-        writer.finish(end.fatal);
-        stats.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl WorkerJob for RunningJob {
-    fn request(&self) -> ExecRequest<'_> {
-        self.request.exec()
-    }
-
-    fn handler(&mut self) -> &mut (dyn SapiHandler + 'static) {
-        &mut self.writer
+        job.finish(ExecOutcome::Done(end));
     }
 }
 

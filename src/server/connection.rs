@@ -41,11 +41,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
+use crate::context::{ConnectionInfo, ConnectionShare};
 use crate::early_hints::{EarlyHints, SharedIo};
 use crate::error_response::error_response;
 use crate::log_throttle::Throttle;
-use crate::php::ConnectionInfo;
-use crate::php::admission::ConnectionShare;
 use crate::sendfile::SendfileStream;
 
 use super::rewind::Rewind;

@@ -1,3 +1,6 @@
+//! What the server tells about the connection a request came on: its addresses
+//! ([`ConnectionInfo`]) and its share of the PHP pool ([`ConnectionShare`]).
+//!
 //! Each connection's share of the PHP pool: at most as many of one connection's requests
 //! are queued or running at once as the pool has workers, so one HTTP/2 connection with 200
 //! streams cannot fill the queue and leave every other client a 503. Its other requests
@@ -7,9 +10,21 @@
 //! The server puts a [`ConnectionShare`] on every request of a connection. A request that
 //! carries none (a host application's own server) takes its place in the queue directly.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Where a request came from and arrived: the connection's facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address (REMOTE_ADDR, REMOTE_PORT).
+    pub remote: SocketAddr,
+    /// The address the server accepted on (SERVER_ADDR, SERVER_PORT).
+    pub local: SocketAddr,
+    /// Whether the connection is TLS (HTTPS=on).
+    pub tls: bool,
+}
 
 /// Request extension: the connection the request came on, shared by all its requests.
 #[derive(Debug, Clone, Default)]

@@ -1,11 +1,9 @@
 //! Profiling figures measured on the worker. A request carrying the [`CollectTimings`]
-//! extension gets a [`PhpTimings`] extension on its response; the timing layer
-//! ([`crate::layers::timing`]) turns it into `Server-Timing`. Without the request
-//! extension nothing is measured.
+//! extension (put on by [`crate::layers::timing`]) gets a [`PhpTimings`] extension on its
+//! response from the PHP job; the timing layer turns it into `Server-Timing`. Without the
+//! request extension nothing is measured.
 
 use std::time::Duration;
-
-use crate::ffi::ExecTimings;
 
 /// Request extension: measure this request's phases on the worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,24 +21,4 @@ pub struct PhpTimings {
     pub script: Option<Duration>,
     /// `php_request_shutdown()` (shutdown functions, destructors, output flush, cleanup).
     pub shutdown: Option<Duration>,
-}
-
-impl PhpTimings {
-    /// What is known when the worker picks the request up.
-    pub(crate) fn queued(queue: Duration) -> Self {
-        Self {
-            queue,
-            ..Self::default()
-        }
-    }
-
-    /// Adds the phases the shim measured.
-    pub(crate) fn with_exec(self, exec: &ExecTimings) -> Self {
-        Self {
-            queue: self.queue,
-            startup: Some(exec.startup),
-            script: exec.script,
-            shutdown: Some(exec.shutdown),
-        }
-    }
 }

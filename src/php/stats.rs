@@ -1,0 +1,191 @@
+//! What a PHP pool counts, and how `/metrics` shows it: the figures both pools (classic and
+//! worker mode) share, the panic-safe busy count, and their Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::pool::PoolHandle;
+use crate::metrics::Histogram;
+
+/// Figures about the pool, shared with whoever reports them (the internal server's
+/// `/health` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Workers running a request now.
+    pub busy: AtomicUsize,
+    /// Requests finished.
+    pub served: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Scripts that ended in a fatal error (uncaught exception, memory or time exhausted,
+    /// parse error…): PHP answered 500 unless output had already gone out.
+    pub fatal_errors: AtomicU64,
+    /// Scripts ended by `max_execution_time` (also counted in `fatal_errors`).
+    pub timeouts: AtomicU64,
+    /// Times a worker rebuilt its PHP context after a panic on the Rust side of a request.
+    pub worker_restarts: AtomicU64,
+    /// Time PHP spent running each request (request startup to shutdown), in seconds.
+    pub execution_seconds: Histogram,
+    /// Worker mode: times a worker script was started again (it ended, failed, reached
+    /// WORKER_MAX_REQUESTS, or WATCH saw a change).
+    pub script_restarts: AtomicU64,
+    /// Worker mode: requests served by each worker thread, by its number.
+    pub requests_per_worker: Vec<AtomicU64>,
+}
+
+/// Counts a worker as busy while it lives, panics included.
+pub(crate) struct BusyGuard(Arc<PoolStats>);
+
+impl BusyGuard {
+    pub(crate) fn new(stats: Arc<PoolStats>) -> Self {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PoolHandle {
+    /// Appends the PHP pool's metrics, in Prometheus text format, to `out`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let pool = self;
+        let stats = pool.stats();
+        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            );
+        };
+        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
+            let value = value.load(Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        gauge(
+            out,
+            "tokio_php_workers",
+            "PHP worker threads.",
+            pool.workers() as u64,
+        );
+        gauge(
+            out,
+            "tokio_php_busy_workers",
+            "PHP workers running a request now.",
+            stats.busy.load(Ordering::Relaxed) as u64,
+        );
+        gauge(
+            out,
+            "tokio_php_queue_depth",
+            "Requests waiting for a PHP worker.",
+            pool.queue_depth() as u64,
+        );
+        counter(
+            out,
+            "tokio_php_requests_served_total",
+            "Requests PHP finished.",
+            &stats.served,
+        );
+        counter(
+            out,
+            "tokio_php_rejected_total",
+            "Requests refused with 503 because the PHP queue was full.",
+            &stats.rejected,
+        );
+        counter(
+            out,
+            "tokio_php_fatal_errors_total",
+            "PHP scripts that ended in a fatal error (500 unless output had been sent).",
+            &stats.fatal_errors,
+        );
+        counter(
+            out,
+            "tokio_php_timeouts_total",
+            "PHP scripts ended by max_execution_time.",
+            &stats.timeouts,
+        );
+        counter(
+            out,
+            "tokio_php_worker_restarts_total",
+            "PHP workers restarted after a panic.",
+            &stats.worker_restarts,
+        );
+        stats.execution_seconds.render(
+            out,
+            "tokio_php_execution_duration_seconds",
+            "Time PHP spent running a request.",
+        );
+    }
+
+    /// Appends the worker-mode pool's metrics (`WORKER_SCRIPT`), in Prometheus text format.
+    pub fn render_worker_mode_metrics(&self, out: &mut String) {
+        let pool = self;
+        let stats = pool.stats();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        family(
+            "tokio_php_worker_mode_workers",
+            "gauge",
+            "Threads running the worker script.",
+            &[(String::new(), pool.workers() as u64)],
+        );
+        family(
+            "tokio_php_worker_mode_busy_workers",
+            "gauge",
+            "Worker-mode threads handling a request now.",
+            &[(String::new(), stats.busy.load(Ordering::Relaxed) as u64)],
+        );
+        family(
+            "tokio_php_worker_mode_queue_depth",
+            "gauge",
+            "Requests waiting for a worker script.",
+            &[(String::new(), pool.queue_depth() as u64)],
+        );
+        family(
+            "tokio_php_worker_mode_restarts_total",
+            "counter",
+            "Worker scripts started again (ended, failed, WORKER_MAX_REQUESTS, WATCH).",
+            &[(String::new(), load(&stats.script_restarts))],
+        );
+        let per_worker: Vec<(String, u64)> = stats
+            .requests_per_worker
+            .iter()
+            .enumerate()
+            .map(|(id, count)| (format!("{{worker=\"{id}\"}}"), load(count)))
+            .collect();
+        family(
+            "tokio_php_worker_mode_requests_total",
+            "counter",
+            "Requests served by each worker-mode thread.",
+            &per_worker,
+        );
+        family(
+            "tokio_php_worker_mode_fatal_errors_total",
+            "counter",
+            "Worker-mode requests that ended in a fatal error or an uncaught exception.",
+            &[(String::new(), load(&stats.fatal_errors))],
+        );
+        family(
+            "tokio_php_worker_mode_timeouts_total",
+            "counter",
+            "Worker-mode requests ended by max_execution_time or REQUEST_TIMEOUT.",
+            &[(String::new(), load(&stats.timeouts))],
+        );
+        stats.execution_seconds.render(
+            out,
+            "tokio_php_worker_mode_execution_duration_seconds",
+            "Time a worker script spent handling a request.",
+        );
+    }
+}
