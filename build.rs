@@ -1,6 +1,6 @@
 //! Finds PHP (PHP_CONFIG, then the project's cached ZTS build, then `php-config` on PATH),
-//! compiles the SAPI shim in `php-ext/`, links libphp with a runtime search path, and sets
-//! `cfg(php_zts)` when PHP is thread-safe.
+//! compiles the SAPI shim in `php-ext/`, links libphp with a runtime search path, and warns
+//! when that PHP is not thread-safe (the worker pool needs a ZTS build).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,6 @@ use std::process::Command;
 const NO_PHP: &str = "tokio_php: no PHP with the embed SAPI found: run `make php` (scripts/setup-php.sh builds a ZTS PHP once) or set PHP_CONFIG=/path/to/php-config";
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(php_zts)");
     println!("cargo::rerun-if-env-changed=PHP_CONFIG");
     println!("cargo::rerun-if-env-changed=TOKIO_PHP_CACHE");
     println!("cargo::rerun-if-changed=php-ext");
@@ -57,8 +56,12 @@ fn main() {
 
     let php_config_h = Path::new(&include_dir).join("main/php_config.h");
     let header = std::fs::read_to_string(&php_config_h).unwrap_or_default();
-    if header.lines().any(|l| l.trim() == "#define ZTS 1") {
-        println!("cargo::rustc-cfg=php_zts");
+    if !header.lines().any(|l| l.trim() == "#define ZTS 1") {
+        println!(
+            "cargo::warning=PHP at {} is not thread-safe (no ZTS in {}): tokio_php runs PHP on several threads and needs a ZTS build; run `make php`",
+            php_config.display(),
+            php_config_h.display()
+        );
     }
 }
 

@@ -666,7 +666,7 @@ static void tphp_register_server_variables(zval *track_vars_array)
         return;
     }
     for (size_t i = 0; i < r->server_vars_len; i++) {
-        /* Rust lays each name and value out NUL-terminated (see src/php/request.rs). */
+        /* Rust lays each name and value out NUL-terminated (see ServerVars in src/ffi.rs). */
         const char *name = r->server_vars[2 * i].ptr;
         char *value = (char *) r->server_vars[2 * i + 1].ptr;
         size_t value_len = r->server_vars[2 * i + 1].len;

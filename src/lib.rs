@@ -28,8 +28,9 @@
 //! PHP runs once per process: a second [`App::start`] returns an error.
 //!
 //! [`App::router`] is the standalone server's whole stack: the feature layers of
-//! [`layers`] (request id, access log, request timeout, rate limit, compression, error
-//! pages, Server-Timing) in the order that module documents. Each layer also works alone
+//! [`layers`] (request id, access log, HTTP metrics, request timeout, rate limit,
+//! compression, error pages, Host validation, Server-Timing, front controller) in the
+//! order that module documents. Each layer also works alone
 //! over [`App::php_service`] or any other axum service.
 //!
 //! ## Running it in production

@@ -6,7 +6,7 @@
 //! ```text
 //! request id / trace context   request_id       every log line below carries the request id
 //! → access log                 access_log       ACCESS_LOG; sees the final status and bytes
-//! → metrics                    metrics          HTTP metrics for /metrics (axum-prometheus)
+//! → metrics                    http_metrics     HTTP metrics for /metrics (axum-prometheus)
 //! → request timeout            request_timeout  REQUEST_TIMEOUT; 504, interrupts the script
 //! → rate limit                 rate_limit       RATE_LIMIT; 429 before anything runs
 //! → compression                compression      COMPRESSION; flushes per chunk
@@ -35,7 +35,7 @@ pub mod client_ip;
 pub mod compression;
 pub mod error_pages;
 pub mod front_controller;
-pub mod metrics;
+pub mod http_metrics;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_timeout;
@@ -46,7 +46,7 @@ pub use access_log::AccessLogLayer;
 pub use compression::CompressionLayer;
 pub use error_pages::ErrorPagesLayer;
 pub use front_controller::FrontControllerLayer;
-pub use metrics::MetricsLayer;
+pub use http_metrics::MetricsLayer;
 pub use rate_limit::RateLimitLayer;
 pub use request_id::SetRequestIdLayer;
 pub use request_timeout::RequestTimeoutLayer;

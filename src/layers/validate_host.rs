@@ -1,4 +1,5 @@
-//! Rejects requests whose Host cannot be trusted before anything else sees them: an
+//! Rejects requests whose Host cannot be trusted before PHP sees them (the layer runs just
+//! outside Server-Timing and the PHP service; [`crate::layers`] gives the order): an
 //! HTTP/1.1 request without Host, with two Host headers, or with a Host (or a request
 //! target's authority) that is not a valid `host[:port]`, a port included (0 to 65535), gets
 //! 400; so does an HTTP/2 request whose `:authority` and `host` disagree (RFC 9113 §8.3.1).
