@@ -16,12 +16,39 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use std::sync::{Arc, Mutex};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
 //! use tokio_php::layers::AccessLogLayer;
+//! use tokio_php::layers::access_log::AccessLogWriter;
 //!
+//! /// Keeps the lines instead of printing them.
+//! #[derive(Debug, Clone, Default)]
+//! struct Lines(Arc<Mutex<Vec<String>>>);
+//!
+//! impl AccessLogWriter for Lines {
+//!     fn write_line(&self, line: &str) {
+//!         self.0.lock().unwrap().push(line.to_owned());
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let lines = Lines::default();
 //! let app: Router = Router::new()
-//!     .route("/", get(|| async { "hello" }))
-//!     .layer(AccessLogLayer::new());
+//!     .route("/index.php", get(|| async { "hello" }))
+//!     .layer(AccessLogLayer::new().writer(lines.clone()));
+//! let response = app.oneshot(Request::get("/index.php?a=1").body(Body::empty())?).await?;
+//! // The response passes through as it is; the line is written when its body has been sent.
+//! assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await?, "hello");
+//! let line: serde_json::Value = serde_json::from_str(&lines.0.lock().unwrap()[0])?;
+//! assert_eq!(line["path"], "/index.php");
+//! assert_eq!(line["query"], "a=1");
+//! assert_eq!(line["status"], 200);
+//! assert_eq!(line["bytes"], 5);
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;

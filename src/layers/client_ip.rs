@@ -10,7 +10,7 @@
 //! ```
 //! use http::Request;
 //! use tokio_php::ConnectionInfo;
-//! use tokio_php::layers::client_ip::{TrustedProxies, client_ip};
+//! use tokio_php::layers::client_ip::{TrustedProxies, client_ip, client_ip_from};
 //!
 //! let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
 //! let mut request = Request::builder()
@@ -22,7 +22,12 @@
 //!     local: "10.0.0.9:8080".parse().unwrap(),
 //!     tls: false,
 //! });
+//! // The peer and 10.0.0.2 are trusted proxies; 6.6.6.6 is what the client wrote.
 //! assert_eq!(client_ip(&request, &trusted), Some("203.0.113.7".parse().unwrap()));
+//!
+//! // The same header from a peer that is not a trusted proxy proves nothing.
+//! let peer = "198.51.100.4".parse().unwrap();
+//! assert_eq!(client_ip_from(peer, request.headers(), &trusted), peer);
 //! ```
 
 use std::fmt;

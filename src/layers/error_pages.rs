@@ -15,16 +15,28 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
-//! use http::StatusCode;
+//! use axum::{body::Body, response::IntoResponse};
+//! use http::{Request, StatusCode, header};
+//! use tower::{Layer, ServiceExt};
 //! use tokio_php::layers::ErrorPagesLayer;
 //! use tokio_php::layers::error_pages::ErrorPageSet;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pages = ErrorPageSet::from_pages([(StatusCode::NOT_FOUND, "<h1>Nothing here</h1>")]);
 //! // Or, at startup: ErrorPageSet::load("./errors")?
-//! let app: Router = Router::new()
-//!     .route("/", get(|| async { "home" }))
-//!     .layer(ErrorPagesLayer::new(pages));
+//! // The inner service (PHP, say) answers an empty 404.
+//! let service = ErrorPagesLayer::new(pages).layer(tower::service_fn(|_: Request<Body>| async {
+//!     Ok::<_, std::convert::Infallible>(StatusCode::NOT_FOUND.into_response())
+//! }));
+//! let browser = Request::get("/missing").header(header::ACCEPT, "text/html").body(Body::empty())?;
+//! let response = service.oneshot(browser).await?;
+//! assert_eq!(response.status(), StatusCode::NOT_FOUND);
+//! assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+//! let page = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+//! assert_eq!(page, "<h1>Nothing here</h1>");
+//! # Ok(())
+//! # }
 //! ```
 
 use std::collections::HashMap;

@@ -12,16 +12,32 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use axum::Router;
+//! ```
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tokio_php::context::ResolvedPath;
+//! use tokio_php::docroot::Resolution;
 //! use tokio_php::layers::FrontControllerLayer;
-//! use tokio_php::{App, Config};
 //!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = App::start(Config::default().document_root("./public"))?;
-//! let front = FrontControllerLayer::new(app.document_root(), "index.php")?;
-//! let router: Router = Router::new().fallback_service(front.layer_service(app.php_service()));
-//! # Ok(()) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = tempfile::tempdir()?;
+//! std::fs::write(root.path().join("index.php"), "<?php echo 'front';")?;
+//! let front = FrontControllerLayer::new(root.path(), "index.php")?;
+//! // The inner service runs the script the layer chose: in a server, that is
+//! // `App::php_service()`, under `App::document_root()`.
+//! let php = tower::service_fn(|request: Request<()>| async move {
+//!     let chosen = match request.extensions().get::<ResolvedPath>() {
+//!         Some(ResolvedPath(Resolution::Script(script))) => script.script_name.clone(),
+//!         other => format!("{other:?}"),
+//!     };
+//!     Ok::<_, std::convert::Infallible>(chosen)
+//! });
+//! let service = front.layer_service(php);
+//! let chosen = service.oneshot(Request::get("/users/42?page=2").body(())?).await?;
+//! assert_eq!(chosen, "/index.php");
+//! # Ok(())
+//! # }
 //! ```
 
 use std::path::{Path, PathBuf};

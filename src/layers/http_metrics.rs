@@ -13,12 +13,28 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
 //! use tokio_php::layers::MetricsLayer;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Once per process, unless the application installs a recorder of its own.
+//! tokio_php::metrics::install_recorder();
 //! let app: Router = Router::new()
-//!     .route("/", get(|| async { "hello" }))
+//!     .route("/items/{id}", get(|| async { "item" }))
 //!     .layer(MetricsLayer::new());
+//! let response = app.oneshot(Request::get("/items/7").body(Body::empty())?).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await?, "item");
+//! // Counted under the route, not the path.
+//! let metrics = tokio_php::metrics::render_http();
+//! assert!(metrics.contains(
+//!     r#"axum_http_requests_total{method="GET",status="200",endpoint="/items/{id}"} 1"#
+//! ));
+//! # Ok(())
+//! # }
 //! ```
 
 use std::future::Future;

@@ -19,16 +19,31 @@
 //! # Example
 //!
 //! ```
+//! use std::net::SocketAddr;
 //! use std::time::Duration;
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
 //! use tokio_php::layers::RateLimitLayer;
 //!
-//! let limit = RateLimitLayer::new(100, Duration::from_secs(60))
-//!     .expect("a usable limit")
-//!     .trusted_proxies("10.0.0.0/8".parse().expect("CIDR"));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let limit = RateLimitLayer::new(1, Duration::from_secs(60))?
+//!     .trusted_proxies("10.0.0.0/8".parse()?);
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(limit);
+//! // The peer address, as `into_make_service_with_connect_info` puts it on each request.
+//! let peer: SocketAddr = "203.0.113.7:50000".parse()?;
+//! let request = || Request::get("/").extension(ConnectInfo(peer)).body(Body::empty());
+//! let first = app.clone().oneshot(request()?).await?;
+//! assert_eq!(first.status(), StatusCode::OK);
+//! assert_eq!(first.headers()["x-ratelimit-remaining"], "0");
+//! let second = app.oneshot(request()?).await?;
+//! assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert!(second.headers().contains_key(header::RETRY_AFTER));
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;

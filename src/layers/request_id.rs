@@ -14,15 +14,29 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Extension, Router, routing::get};
+//! use axum::{Extension, Router, body::Body, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
 //! use tokio_php::layers::SetRequestIdLayer;
 //! use tokio_php::layers::request_id::RequestId;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|Extension(id): Extension<RequestId>| async move {
-//!         format!("you are {}", id.as_str())
+//!         id.as_str().to_owned()
 //!     }))
 //!     .layer(SetRequestIdLayer::new());
+//! // No id sent: a new one, seen by the handler and echoed on the response.
+//! let response = app.clone().oneshot(Request::get("/").body(Body::empty())?).await?;
+//! let echoed = response.headers()["x-request-id"].to_str()?.to_owned();
+//! assert_eq!(echoed.len(), 36);
+//! assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await?, echoed);
+//! // A sane id sent by the client (or a proxy) is kept.
+//! let request = Request::get("/").header("x-request-id", "abc-123").body(Body::empty())?;
+//! assert_eq!(app.oneshot(request).await?.headers()["x-request-id"], "abc-123");
+//! # Ok(())
+//! # }
 //! ```
 
 use std::future::Future;

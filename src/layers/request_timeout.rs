@@ -16,12 +16,27 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
 //! use tokio_php::layers::RequestTimeoutLayer;
 //!
+//! // The example's clock is paused, so the 30 seconds pass at once.
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
-//!     .route("/", get(|| async { "quick" }))
+//!     .route("/quick", get(|| async { "quick" }))
+//!     .route("/slow", get(|| async {
+//!         tokio::time::sleep(Duration::from_secs(60)).await;
+//!         "too late"
+//!     }))
 //!     .layer(RequestTimeoutLayer::new(Duration::from_secs(30)));
+//! let quick = app.clone().oneshot(Request::get("/quick").body(Body::empty())?).await?;
+//! assert_eq!(quick.status(), StatusCode::OK);
+//! let slow = app.oneshot(Request::get("/slow").body(Body::empty())?).await?;
+//! assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+//! # Ok(())
+//! # }
 //! ```
 
 use std::future::Future;

@@ -18,12 +18,27 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
 //! use tokio_php::layers::ServerTimingLayer;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(ServerTimingLayer::new());
+//! let profiled = Request::get("/").header("x-profile", "1").body(Body::empty())?;
+//! let response = app.clone().oneshot(profiled).await?;
+//! // No PHP behind this route, so the total is the only figure.
+//! let timing = response.headers()["server-timing"].to_str()?;
+//! assert!(timing.starts_with("total;desc=\"Total\";dur="), "{timing}");
+//! assert!(response.headers().contains_key("x-profile-total-us"));
+//! // Without the header, nothing is measured.
+//! let response = app.oneshot(Request::get("/").body(Body::empty())?).await?;
+//! assert!(!response.headers().contains_key("server-timing"));
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt::Write as _;

@@ -7,12 +7,24 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
 //! use tokio_php::layers::ValidateHostLayer;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(ValidateHostLayer::new());
+//! let request = |host: &str| Request::get("/").header(header::HOST, host).body(Body::empty());
+//! let good = app.clone().oneshot(request("example.com:8080")?).await?;
+//! assert_eq!(good.status(), StatusCode::OK);
+//! // Port 99999 does not exist: 400, and PHP never sees the request.
+//! let bad = app.oneshot(request("evil.com:99999")?).await?;
+//! assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+//! # Ok(())
+//! # }
 //! ```
 
 use std::future::Future;
