@@ -448,8 +448,8 @@ impl RunningJob {
             waited_us = self.waited.as_micros() as u64,
             "PHP request done"
         );
-        self.writer.finish(end.fatal);
         stats.served.fetch_add(1, Ordering::Relaxed);
+        self.writer.finish(end.fatal);
         // The busy count, the admission and the span end with `self`, here.
     }
 }
