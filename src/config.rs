@@ -1626,6 +1626,34 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        assert_eq!(
+            Config::from_source(&source(&[])).unwrap(),
+            Config::default()
+        );
+        // ERROR_PAGES_DIR's default is ./errors *if it exists*: naming it makes it required.
+        let named = |s: &Setting| match s.env {
+            ENV_ERROR_PAGES_DIR => Config::default().error_pages_dir(DEFAULT_ERROR_PAGES_DIR),
+            _ => Config::default(),
+        };
+        for s in SETTINGS {
+            let config = Config::from_source(&source(&[(s.env, s.default)]));
+            assert_eq!(config, Ok(named(s)), "{}={:?}", s.env, s.default);
+        }
+        let every: Vec<_> = SETTINGS.iter().map(|s| (s.env, s.default)).collect();
+        let expected = Config::default().error_pages_dir(DEFAULT_ERROR_PAGES_DIR);
+        assert_eq!(Config::from_source(&source(&every)).unwrap(), expected);
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for s in SETTINGS {
+            let config = Config::from_source(&source(&[(s.env, s.example)]));
+            assert!(config.is_ok(), "{}={:?}: {config:?}", s.env, s.example);
+        }
+    }
+
+    #[test]
     fn help_lists_every_setting_with_its_default() {
         let help = help_text();
         for s in SETTINGS {
