@@ -4,369 +4,542 @@
 //! `--listen-addr 127.0.0.1:9000` override the variables of the same name); a library user
 //! starts from [`Config::default`] and its builder methods and never touches the
 //! environment.
+//!
+//! Each setting is declared once, as one entry of the `settings!` table below: its field,
+//! variable, default, parser, example and help line. From that entry come the `ENV_*`
+//! constant, the field of [`Config`] (or of [`ServerSettings`], the listener's part), its
+//! default, the code that reads it, and its row in [`SETTINGS`], which `--help` prints and
+//! the tests hold docs/configuration.md to. Checks that span several settings are in
+//! [`Config::validate`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::layers::client_ip::TrustedProxies;
+use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
-/// Address the HTTP listener binds.
-pub const ENV_LISTEN_ADDR: &str = "LISTEN_ADDR";
-/// Directory served: PHP scripts run from it.
-pub const ENV_DOCUMENT_ROOT: &str = "DOCUMENT_ROOT";
-/// Number of PHP worker threads (0 = one per CPU).
-pub const ENV_PHP_WORKERS: &str = "PHP_WORKERS";
-/// Requests that may wait for a worker (0 = workers × 100).
-pub const ENV_QUEUE_CAPACITY: &str = "QUEUE_CAPACITY";
-/// Largest request body accepted.
-pub const ENV_MAX_BODY_SIZE: &str = "MAX_BODY_SIZE";
-/// A php.ini file to use instead of PHP's own search.
-pub const ENV_PHP_INI: &str = "PHP_INI";
-/// `text` or `json`.
-pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
-/// Log filter: a level or a tracing directive.
-pub const ENV_LOG_LEVEL: &str = "LOG_LEVEL";
-/// How long clients may cache static files (`off` for no Cache-Control).
-pub const ENV_STATIC_CACHE_TTL: &str = "STATIC_CACHE_TTL";
-/// Front controller script run for every path that names no file.
-pub const ENV_INDEX_FILE: &str = "INDEX_FILE";
-/// Directories X-Sendfile / X-Accel-Redirect may hand files from.
-pub const ENV_SENDFILE_ROOTS: &str = "SENDFILE_ROOTS";
-/// Longest wait for a response head before 504 (`off` for none).
-pub const ENV_REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
-/// Requests per client per window (0 = no rate limit).
-pub const ENV_RATE_LIMIT: &str = "RATE_LIMIT";
-/// The rate limit's window.
-pub const ENV_RATE_WINDOW: &str = "RATE_WINDOW";
-/// Proxies whose X-Forwarded-For / Forwarded is believed: IPs and CIDR blocks.
-pub const ENV_TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
-/// `on` or `off`: Brotli / zstd / gzip response compression.
-pub const ENV_COMPRESSION: &str = "COMPRESSION";
-/// Bodies of known size below this are not compressed.
-pub const ENV_COMPRESSION_MIN_SIZE: &str = "COMPRESSION_MIN_SIZE";
-/// Directory with `{status}.html` error pages.
-pub const ENV_ERROR_PAGES_DIR: &str = "ERROR_PAGES_DIR";
-/// `1` writes one JSON access log line per request to standard output.
-pub const ENV_ACCESS_LOG: &str = "ACCESS_LOG";
-/// `1` lets requests with `X-Profile: 1` get Server-Timing headers.
-pub const ENV_PROFILE: &str = "PROFILE";
-/// Longest life of a `text/event-stream` response (`off` for none).
-pub const ENV_SSE_TIMEOUT: &str = "SSE_TIMEOUT";
-/// TLS certificate chain (PEM); with [`ENV_TLS_KEY`] the listener speaks HTTPS.
-pub const ENV_TLS_CERT: &str = "TLS_CERT";
-/// TLS private key (PEM) for [`ENV_TLS_CERT`].
-pub const ENV_TLS_KEY: &str = "TLS_KEY";
-/// Seconds a new connection has to send its first request, and any request its headers.
-pub const ENV_HEADER_TIMEOUT_SECS: &str = "HEADER_TIMEOUT_SECS";
-/// Seconds a connection may sit idle between requests.
-pub const ENV_IDLE_TIMEOUT_SECS: &str = "IDLE_TIMEOUT_SECS";
-/// Seconds a response write may make no progress (the client stopped reading).
-pub const ENV_WRITE_TIMEOUT_SECS: &str = "WRITE_TIMEOUT_SECS";
-/// Slowest accepted request body, in bytes per second (0 = no minimum).
-pub const ENV_MIN_BODY_RATE: &str = "MIN_BODY_RATE";
-/// Seconds a request body may take before [`ENV_MIN_BODY_RATE`] is enforced.
-pub const ENV_MIN_BODY_RATE_GRACE_SECS: &str = "MIN_BODY_RATE_GRACE_SECS";
-/// Largest request head (request line and headers).
-pub const ENV_MAX_HEADER_SIZE: &str = "MAX_HEADER_SIZE";
-/// Longest request target (path and query).
-pub const ENV_MAX_URI_LENGTH: &str = "MAX_URI_LENGTH";
-/// Open connections served at once (0 = no limit).
-pub const ENV_MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
-/// Address of the internal server (probes, metrics, config); off when unset.
-pub const ENV_INTERNAL_ADDR: &str = "INTERNAL_ADDR";
-/// Seconds in-flight requests may take to finish after SIGTERM.
-pub const ENV_DRAIN_TIMEOUT_SECS: &str = "DRAIN_TIMEOUT_SECS";
-/// OPcache JIT mode: `off`, `tracing`, `function` or a four-digit CRTO number.
-pub const ENV_OPCACHE_JIT: &str = "OPCACHE_JIT";
-/// Memory for JIT-compiled code when [`ENV_OPCACHE_JIT`] switches it on.
-pub const ENV_OPCACHE_JIT_BUFFER_SIZE: &str = "OPCACHE_JIT_BUFFER_SIZE";
-/// Worker mode: a PHP script that boots the application once and serves requests in a loop.
-pub const ENV_WORKER_SCRIPT: &str = "WORKER_SCRIPT";
-/// Threads running [`ENV_WORKER_SCRIPT`] (0 = as many as PHP_WORKERS).
-pub const ENV_WORKER_COUNT: &str = "WORKER_COUNT";
-/// Requests a worker script serves before it is restarted (0 = no limit).
-pub const ENV_WORKER_MAX_REQUESTS: &str = "WORKER_MAX_REQUESTS";
-/// Path prefix of the requests that go to [`ENV_WORKER_SCRIPT`].
-pub const ENV_WORKER_MATCH: &str = "WORKER_MATCH";
-/// `1` restarts the worker scripts when a PHP file under the document root changes.
-pub const ENV_WATCH: &str = "WATCH";
-
-/// Default for [`ENV_LISTEN_ADDR`].
-pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
-/// Default for [`ENV_DOCUMENT_ROOT`].
-pub const DEFAULT_DOCUMENT_ROOT: &str = "./public";
-/// Default for [`ENV_PHP_WORKERS`].
-pub const DEFAULT_PHP_WORKERS: usize = 0;
-/// Default for [`ENV_QUEUE_CAPACITY`].
-pub const DEFAULT_QUEUE_CAPACITY: usize = 0;
-/// Default for [`ENV_MAX_BODY_SIZE`]: 64 MiB.
+/// Default of [`Config::max_body_size`] ([`ENV_MAX_BODY_SIZE`]): 64 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
-/// Default for [`ENV_LOG_LEVEL`].
-pub const DEFAULT_LOG_LEVEL: &str = "info";
-/// Default for [`ENV_STATIC_CACHE_TTL`]: one day.
-pub const DEFAULT_STATIC_CACHE_TTL: Duration = Duration::from_secs(86_400);
-/// Default for [`ENV_REQUEST_TIMEOUT`]: two minutes.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// Default for [`ENV_RATE_LIMIT`]: off.
-pub const DEFAULT_RATE_LIMIT: u32 = 0;
-/// Default for [`ENV_RATE_WINDOW`]: one minute.
-pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
-/// Default for [`ENV_COMPRESSION`]: on.
-pub const DEFAULT_COMPRESSION: bool = true;
-/// Default for [`ENV_COMPRESSION_MIN_SIZE`]: 1 KiB.
-pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = crate::layers::compression::DEFAULT_MIN_SIZE;
-/// Default for [`ENV_ERROR_PAGES_DIR`] (used only if it exists).
-pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
-/// Default for [`ENV_ACCESS_LOG`]: off.
-pub const DEFAULT_ACCESS_LOG: bool = false;
-/// Default for [`ENV_PROFILE`]: off.
-pub const DEFAULT_PROFILE: bool = false;
-/// Default for [`ENV_SSE_TIMEOUT`]: 30 minutes.
+/// Default of [`Config::sse_timeout`] ([`ENV_SSE_TIMEOUT`]): 30 minutes.
 pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Default for [`ENV_HEADER_TIMEOUT_SECS`].
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default for [`ENV_IDLE_TIMEOUT_SECS`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default for [`ENV_WRITE_TIMEOUT_SECS`] (nginx's `send_timeout`).
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default for [`ENV_MIN_BODY_RATE`]: 240 bytes per second, as Kestrel.
-pub const DEFAULT_MIN_BODY_RATE: u64 = 240;
-/// Default for [`ENV_MIN_BODY_RATE_GRACE_SECS`].
-pub const DEFAULT_MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
-/// Default for [`ENV_MAX_HEADER_SIZE`]: 64 KiB.
-pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Default of [`ServerSettings::drain_timeout`] ([`ENV_DRAIN_TIMEOUT_SECS`]).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Error pages directory used when [`ENV_ERROR_PAGES_DIR`] is unset, if it exists.
+pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
 /// Smallest [`ENV_MAX_HEADER_SIZE`] hyper accepts.
 pub const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
-/// Default for [`ENV_MAX_URI_LENGTH`]: 8 KiB, as nginx.
-pub const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
-/// Default for [`ENV_MAX_CONNECTIONS`].
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default for [`ENV_DRAIN_TIMEOUT_SECS`].
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default for [`ENV_OPCACHE_JIT_BUFFER_SIZE`]: 64 MiB.
-pub const DEFAULT_OPCACHE_JIT_BUFFER_SIZE: u64 = 64 * 1024 * 1024;
-/// Default for [`ENV_WORKER_MATCH`]: every path.
-pub const DEFAULT_WORKER_MATCH: &str = "/";
 /// Longest timeout any `*_SECS` setting accepts: one day.
 pub const MAX_SECS: u64 = 86_400;
 
-/// One documented setting, as `--help` and docs/configuration.md list it.
-#[derive(Debug, Clone, Copy)]
+/// One setting, as `--help` and docs/configuration.md list it: a row of [`SETTINGS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
     /// The environment variable.
     pub env: &'static str,
-    /// The default, as a user would write it.
+    /// The default, as a user would write it; empty when the default is unset.
     pub default: &'static str,
     /// What it does and what it accepts.
     pub help: &'static str,
+    /// A value a user might set, as docs/configuration.md shows it.
+    pub example: &'static str,
 }
 
-/// Every setting the server reads, in the order `--help` shows them.
-pub const SETTINGS: &[Setting] = &[
-    Setting {
-        env: ENV_LISTEN_ADDR,
-        default: DEFAULT_LISTEN_ADDR,
-        help: "address:port of the HTTP listener",
-    },
-    Setting {
-        env: ENV_DOCUMENT_ROOT,
-        default: DEFAULT_DOCUMENT_ROOT,
-        help: "directory served; PHP scripts run from it",
-    },
-    Setting {
-        env: ENV_PHP_WORKERS,
-        default: "0",
-        help: "PHP worker threads; 0 = one per CPU (always 1 with non-thread-safe PHP)",
-    },
-    Setting {
-        env: ENV_QUEUE_CAPACITY,
-        default: "0",
-        help: "requests waiting for a worker before 503; 0 = workers x 100",
-    },
-    Setting {
-        env: ENV_MAX_BODY_SIZE,
-        default: "64M",
-        help: "largest request body (bytes, or with K, M, G); larger gets 413",
-    },
-    Setting {
-        env: ENV_PHP_INI,
-        default: "",
-        help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
-    },
-    Setting {
-        env: ENV_STATIC_CACHE_TTL,
-        default: "1d",
-        help: "Cache-Control max-age of static files (s, m, h, d, w, y units) or off",
-    },
-    Setting {
-        env: ENV_INDEX_FILE,
-        default: "",
-        help: "front controller (index.php): runs for every path that names no file",
-    },
-    Setting {
-        env: ENV_SENDFILE_ROOTS,
-        default: "",
-        help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT",
-    },
-    Setting {
-        env: ENV_LOG_FORMAT,
-        default: "text",
-        help: "log format: text or json",
-    },
-    Setting {
-        env: ENV_LOG_LEVEL,
-        default: DEFAULT_LOG_LEVEL,
-        help: "log level (error, warn, info, debug, trace) or a tracing filter directive",
-    },
-    Setting {
-        env: ENV_REQUEST_TIMEOUT,
-        default: "2m",
-        help: "longest wait for a response head before 504 and the script is stopped (30s, 2m, 1h; off)",
-    },
-    Setting {
-        env: ENV_RATE_LIMIT,
-        default: "0",
-        help: "requests per client IP per RATE_WINDOW before 429; 0 = no limit",
-    },
-    Setting {
-        env: ENV_RATE_WINDOW,
-        default: "60",
-        help: "the rate limit's window, in seconds (or 30s, 1m, 1h)",
-    },
-    Setting {
-        env: ENV_TRUSTED_PROXIES,
-        default: "",
-        help: "comma-separated proxy IPs/CIDRs whose X-Forwarded-For / Forwarded names the client",
-    },
-    Setting {
-        env: ENV_COMPRESSION,
-        default: "on",
-        help: "Brotli / zstd / gzip compression of text responses: on or off",
-    },
-    Setting {
-        env: ENV_COMPRESSION_MIN_SIZE,
-        default: "1K",
-        help: "bodies of known size below this are sent uncompressed (bytes, or with K, M)",
-    },
-    Setting {
-        env: ENV_ERROR_PAGES_DIR,
-        default: DEFAULT_ERROR_PAGES_DIR,
-        help: "directory of {status}.html error pages (the default may be missing), or off",
-    },
-    Setting {
-        env: ENV_ACCESS_LOG,
-        default: "0",
-        help: "1 writes one JSON line per request to standard output",
-    },
-    Setting {
-        env: ENV_PROFILE,
-        default: "0",
-        help: "1 lets a request with X-Profile: 1 get Server-Timing and X-Profile-* headers",
-    },
-    Setting {
-        env: ENV_SSE_TIMEOUT,
-        default: "30m",
-        help: "longest life of a text/event-stream response (instead of REQUEST_TIMEOUT), or off",
-    },
-    Setting {
-        env: ENV_TLS_CERT,
-        default: "",
-        help: "TLS certificate chain (PEM); set with TLS_KEY to serve HTTPS (TLS 1.3 and 1.2, ALPN h2 and http/1.1); SIGHUP reloads it",
-    },
-    Setting {
-        env: ENV_TLS_KEY,
-        default: "",
-        help: "TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for TLS_CERT",
-    },
-    Setting {
-        env: ENV_HEADER_TIMEOUT_SECS,
-        default: "5",
-        help: "seconds a new connection has to send its first request (TLS handshake included), and any request its headers",
-    },
-    Setting {
-        env: ENV_IDLE_TIMEOUT_SECS,
-        default: "60",
-        help: "seconds a keep-alive or HTTP/2 connection may sit with no request before it is closed",
-    },
-    Setting {
-        env: ENV_WRITE_TIMEOUT_SECS,
-        default: "60",
-        help: "seconds a response may wait for the client to read before the connection is closed and its script stops",
-    },
-    Setting {
-        env: ENV_MIN_BODY_RATE,
-        default: "240",
-        help: "slowest request body in bytes per second (or with K, M); slower gets 408; 0 = no minimum",
-    },
-    Setting {
-        env: ENV_MIN_BODY_RATE_GRACE_SECS,
-        default: "5",
-        help: "seconds a request body may take before MIN_BODY_RATE applies",
-    },
-    Setting {
-        env: ENV_MAX_HEADER_SIZE,
-        default: "64K",
-        help: "largest request head (request line and headers; at least 8K); larger gets 431",
-    },
-    Setting {
-        env: ENV_MAX_URI_LENGTH,
-        default: "8K",
-        help: "longest request target (path and query); longer gets 414",
-    },
-    Setting {
-        env: ENV_MAX_CONNECTIONS,
-        default: "10000",
-        help: "open connections served at once; more wait to be accepted; 0 = no limit (keep it under ulimit -n)",
-    },
-    Setting {
-        env: ENV_INTERNAL_ADDR,
-        default: "",
-        help: "address:port of the internal server (/livez, /readyz, /health, /metrics, /config); off when unset",
-    },
-    Setting {
-        env: ENV_DRAIN_TIMEOUT_SECS,
-        default: "30",
-        help: "seconds in-flight requests may take to finish after SIGTERM or SIGINT",
-    },
-    Setting {
-        env: ENV_OPCACHE_JIT,
-        default: "",
-        help: "OPcache JIT: off, tracing, function or a 4-digit CRTO mode; unset = php.ini decides (JIT off by default)",
-    },
-    Setting {
-        env: ENV_OPCACHE_JIT_BUFFER_SIZE,
-        default: "64M",
-        help: "memory for JIT-compiled code when OPCACHE_JIT switches JIT on",
-    },
-    Setting {
-        env: ENV_WORKER_SCRIPT,
-        default: "",
-        help: "worker mode: PHP script (relative to DOCUMENT_ROOT, or absolute) that boots once and serves requests with tokio_handle_request(); off when unset",
-    },
-    Setting {
-        env: ENV_WORKER_COUNT,
-        default: "0",
-        help: "threads running WORKER_SCRIPT; 0 = as many as PHP_WORKERS",
-    },
-    Setting {
-        env: ENV_WORKER_MAX_REQUESTS,
-        default: "0",
-        help: "requests each worker script serves before it is restarted; 0 = no limit",
-    },
-    Setting {
-        env: ENV_WORKER_MATCH,
-        default: DEFAULT_WORKER_MATCH,
-        help: "path prefix of the requests WORKER_SCRIPT serves; others run classically (static files are always served as files)",
-    },
-    Setting {
-        env: ENV_WATCH,
-        default: "0",
-        help: "1 restarts the worker scripts when a .php file under DOCUMENT_ROOT changes (development)",
-    },
-];
+// === The table ===
+
+/// Declares settings, one entry each, and generates from the entries:
+///
+/// - `pub const ENV_*: &str`, the variable;
+/// - the struct, one documented `pub` field per entry (its `#[serde]` attributes shape the
+///   internal server's `/config`), and its `Default`;
+/// - a private `read` that sets each field whose variable the [`Source`] has, through the
+///   entry's parser, and names variable, value and what is expected when that fails;
+/// - [`SETTINGS`], one row per entry, in the order written.
+///
+/// An entry:
+///
+/// ```text
+/// /// What the field is.
+/// field: Type {
+///     env: ENV_NAME = "NAME",
+///     default: "64M" => 64 * 1024 * 1024,  // as a user writes it => the value of the field
+///     parse: expecting(parse_size, "a size such as 64M"),  // Fn(&str) -> Result<Type, String>
+///     example: "512M",                     // as docs/configuration.md shows it
+///     help: "largest request body",        // the --help line
+/// }
+/// ```
+///
+/// The parser's error is what the value should have been; `read` adds the variable and the
+/// value. A test checks that every `default` parses to the value after `=>`. A struct may
+/// end with `nested { field: Type }`: structs of the same table, read along with it.
+macro_rules! settings {
+    ($(
+        $(#[$struct_attr:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$attr:meta])*
+                $field:ident: $ty:ty {
+                    env: $env:ident = $var:literal,
+                    default: $default:expr => $value:expr,
+                    parse: $parse:expr,
+                    example: $example:literal,
+                    help: $help:literal $(,)?
+                }
+            )*
+        }
+        $(nested {
+            $($(#[$nested_attr:meta])* $nested:ident: $nested_ty:ty),* $(,)?
+        })?
+    )+) => {
+        $($(
+            #[doc = concat!(
+                "The variable `", $var, "`: ", $help, " ([`", stringify!($name), "::",
+                stringify!($field), "`]).",
+            )]
+            pub const $env: &str = $var;
+        )*)+
+
+        $(
+            $(#[$struct_attr])*
+            pub struct $name {
+                $(
+                    $(#[$attr])*
+                    #[doc = ""]
+                    #[doc = concat!("Read from `", $var, "` ([`", stringify!($env), "`]).")]
+                    pub $field: $ty,
+                )*
+                $($(
+                    $(#[$nested_attr])*
+                    pub $nested: $nested_ty,
+                )*)?
+            }
+
+            impl Default for $name {
+                fn default() -> Self {
+                    Self {
+                        $($field: $value,)*
+                        $($($nested: <$nested_ty>::default(),)*)?
+                    }
+                }
+            }
+
+            impl $name {
+                /// Sets every field whose variable `source` has; the others keep their value.
+                fn read(&mut self, source: &impl Source) -> Result<(), ConfigError> {
+                    $(
+                        if let Some(value) = source.get($env) {
+                            let parse = $parse;
+                            self.$field = parse(value.as_str())
+                                .map_err(|expected: String| invalid($env, &value, &expected))?;
+                        }
+                    )*
+                    $($(self.$nested.read(source)?;)*)?
+                    Ok(())
+                }
+            }
+        )+
+
+        /// Every setting the server reads, in the order `--help` shows them.
+        pub const SETTINGS: &[Setting] = &[
+            $($(Setting { env: $env, default: $default, help: $help, example: $example },)*)+
+        ];
+    };
+}
+
+settings! {
+    /// The effective configuration of one server. It serializes (for the internal server's
+    /// `/config`) flat, with durations in seconds and the TLS key path redacted.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct Config {
+        /// Address the HTTP listener binds.
+        listen_addr: SocketAddr {
+            env: ENV_LISTEN_ADDR = "LISTEN_ADDR",
+            default: "0.0.0.0:8080" => SocketAddr::from(([0, 0, 0, 0], 8080)),
+            parse: expecting(address, "an address:port such as 0.0.0.0:8080"),
+            example: "127.0.0.1:8080",
+            help: "address:port of the HTTP listener",
+        }
+        /// Directory served: PHP scripts run from it.
+        document_root: PathBuf {
+            env: ENV_DOCUMENT_ROOT = "DOCUMENT_ROOT",
+            default: "./public" => PathBuf::from("./public"),
+            parse: path,
+            example: "/srv/app/public",
+            help: "directory served; PHP scripts run from it",
+        }
+        /// PHP worker threads; 0 = one per CPU.
+        php_workers: usize {
+            env: ENV_PHP_WORKERS = "PHP_WORKERS",
+            default: "0" => 0,
+            parse: count,
+            example: "8",
+            help: "PHP worker threads; 0 = one per CPU (always 1 with non-thread-safe PHP)",
+        }
+        /// Requests that may wait for a worker; 0 = workers × 100.
+        queue_capacity: usize {
+            env: ENV_QUEUE_CAPACITY = "QUEUE_CAPACITY",
+            default: "0" => 0,
+            parse: count,
+            example: "1000",
+            help: "requests waiting for a worker before 503; 0 = workers x 100",
+        }
+        /// Largest request body in bytes.
+        max_body_size: u64 {
+            env: ENV_MAX_BODY_SIZE = "MAX_BODY_SIZE",
+            default: "64M" => DEFAULT_MAX_BODY_SIZE,
+            parse: expecting(parse_size, "a size in bytes, or with K, M or G (64M)"),
+            example: "512M",
+            help: "largest request body (bytes, or with K, M, G); larger gets 413",
+        }
+        /// php.ini to load instead of PHP's search.
+        php_ini: Option<PathBuf> {
+            env: ENV_PHP_INI = "PHP_INI",
+            default: "" => None,
+            parse: some(path),
+            example: "/etc/tokio_php/php.ini",
+            help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
+        }
+        /// Cache lifetime of static files; None sends no Cache-Control.
+        #[serde(rename = "static_cache_ttl_secs", serialize_with = "opt_secs")]
+        static_cache_ttl: Option<Duration> {
+            env: ENV_STATIC_CACHE_TTL = "STATIC_CACHE_TTL",
+            default: "1d" => Some(Duration::from_secs(86_400)),
+            parse: expecting(
+                parse_optional_duration,
+                "a duration such as 3600, 30m, 1d, 1w, 1y, or off",
+            ),
+            example: "1y",
+            help: "Cache-Control max-age of static files (s, m, h, d, w, y units) or off",
+        }
+        /// Front controller script, relative to the document root.
+        index_file: Option<String> {
+            env: ENV_INDEX_FILE = "INDEX_FILE",
+            default: "" => None,
+            parse: some(text),
+            example: "index.php",
+            help: "front controller (index.php): runs for every path that names no file",
+        }
+        /// Directories X-Sendfile may serve from; empty = the document root.
+        sendfile_roots: Vec<PathBuf> {
+            env: ENV_SENDFILE_ROOTS = "SENDFILE_ROOTS",
+            default: "" => Vec::new(),
+            parse: paths,
+            example: "/srv/private",
+            help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT",
+        }
+        /// Log line format.
+        log_format: LogFormat {
+            env: ENV_LOG_FORMAT = "LOG_FORMAT",
+            default: "text" => LogFormat::Text,
+            parse: expecting(LogFormat::parse, "text or json"),
+            example: "json",
+            help: "log format: text or json",
+        }
+        /// Log filter: a level or a tracing directive.
+        log_level: String {
+            env: ENV_LOG_LEVEL = "LOG_LEVEL",
+            default: "info" => String::from("info"),
+            parse: text,
+            example: "tokio_php=debug,info",
+            help: "log level (error, warn, info, debug, trace) or a tracing filter directive",
+        }
+        /// Longest wait for a response head; None: no limit.
+        #[serde(rename = "request_timeout_secs", serialize_with = "opt_secs")]
+        request_timeout: Option<Duration> {
+            env: ENV_REQUEST_TIMEOUT = "REQUEST_TIMEOUT",
+            default: "2m" => Some(Duration::from_secs(120)),
+            parse: expecting(
+                |v| {
+                    if is_off(v) {
+                        Some(None)
+                    } else {
+                        parse_duration(v).filter(|d| !d.is_zero()).map(Some)
+                    }
+                },
+                "a duration such as 30s, 2m or 1h (plain numbers are seconds), or off",
+            ),
+            example: "30s",
+            help: "longest wait for a response head before 504 and the script is stopped (30s, 2m, 1h; off)",
+        }
+        /// Requests per client per window; 0 = no limit.
+        rate_limit: u32 {
+            env: ENV_RATE_LIMIT = "RATE_LIMIT",
+            default: "0" => 0,
+            parse: expecting(number, "a whole number of requests; 0 = off"),
+            example: "100",
+            help: "requests per client IP per RATE_WINDOW before 429; 0 = no limit",
+        }
+        /// The rate limit's window.
+        #[serde(rename = "rate_window_secs", serialize_with = "secs")]
+        rate_window: Duration {
+            env: ENV_RATE_WINDOW = "RATE_WINDOW",
+            default: "60" => Duration::from_secs(60),
+            parse: expecting(
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
+                "a positive number of seconds, or a duration such as 30s, 1m, 1h",
+            ),
+            example: "1m",
+            help: "the rate limit's window, in seconds (or 30s, 1m, 1h)",
+        }
+        /// Proxies whose forwarding headers (X-Forwarded-For, Forwarded) are believed.
+        #[serde(serialize_with = "proxies")]
+        trusted_proxies: TrustedProxies {
+            env: ENV_TRUSTED_PROXIES = "TRUSTED_PROXIES",
+            default: "" => TrustedProxies::none(),
+            parse: proxy_list,
+            example: "10.0.0.0/8,127.0.0.1",
+            help: "comma-separated proxy IPs/CIDRs whose X-Forwarded-For / Forwarded names the client",
+        }
+        /// Whether responses are compressed (Brotli, zstd, gzip).
+        compression: bool {
+            env: ENV_COMPRESSION = "COMPRESSION",
+            default: "on" => true,
+            parse: switch,
+            example: "off",
+            help: "Brotli / zstd / gzip compression of text responses: on or off",
+        }
+        /// Smallest known body size compressed.
+        compression_min_size: u64 {
+            env: ENV_COMPRESSION_MIN_SIZE = "COMPRESSION_MIN_SIZE",
+            default: "1K" => crate::layers::compression::DEFAULT_MIN_SIZE,
+            parse: expecting(parse_size, "a size in bytes, or with K, M or G (1K)"),
+            example: "4K",
+            help: "bodies of known size below this are sent uncompressed (bytes, or with K, M)",
+        }
+        /// Where error pages come from, or off. The default is [`DEFAULT_ERROR_PAGES_DIR`]
+        /// if it exists; naming a directory, even that one, requires it.
+        #[serde(flatten)]
+        error_pages_dir: ErrorPagesDir {
+            env: ENV_ERROR_PAGES_DIR = "ERROR_PAGES_DIR",
+            default: DEFAULT_ERROR_PAGES_DIR => ErrorPagesDir::Default,
+            parse: ErrorPagesDir::parse,
+            example: "/srv/errors",
+            help: "directory of {status}.html error pages (the default may be missing), or off",
+        }
+        /// Whether each request writes an access log line.
+        access_log: bool {
+            env: ENV_ACCESS_LOG = "ACCESS_LOG",
+            default: "0" => false,
+            parse: switch,
+            example: "1",
+            help: "1 writes one JSON line per request to standard output",
+        }
+        /// Whether `X-Profile: 1` is honoured.
+        profile: bool {
+            env: ENV_PROFILE = "PROFILE",
+            default: "0" => false,
+            parse: switch,
+            example: "1",
+            help: "1 lets a request with X-Profile: 1 get Server-Timing and X-Profile-* headers",
+        }
+        /// Longest life of a server-sent events response; None: unbounded.
+        #[serde(rename = "sse_timeout_secs", serialize_with = "opt_secs")]
+        sse_timeout: Option<Duration> {
+            env: ENV_SSE_TIMEOUT = "SSE_TIMEOUT",
+            default: "30m" => Some(DEFAULT_SSE_TIMEOUT),
+            parse: expecting(parse_optional_duration, "a duration such as 30m, 2h, or off"),
+            example: "2h",
+            help: "longest life of a text/event-stream response (instead of REQUEST_TIMEOUT), or off",
+        }
+        /// TLS certificate chain, PEM; with [`Config::tls_key`] the listener speaks HTTPS.
+        tls_cert: Option<PathBuf> {
+            env: ENV_TLS_CERT = "TLS_CERT",
+            default: "" => None,
+            parse: some(path),
+            example: "/etc/tokio_php/cert.pem",
+            help: "TLS certificate chain (PEM); set with TLS_KEY to serve HTTPS (TLS 1.3 and 1.2, ALPN h2 and http/1.1); SIGHUP reloads it",
+        }
+        /// TLS private key, PEM; redacted when serialized.
+        #[serde(serialize_with = "redacted")]
+        tls_key: Option<PathBuf> {
+            env: ENV_TLS_KEY = "TLS_KEY",
+            default: "" => None,
+            parse: some(path),
+            example: "/etc/tokio_php/key.pem",
+            help: "TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for TLS_CERT",
+        }
+        /// Slowest request body in bytes per second; 0 = none.
+        min_body_rate: u64 {
+            env: ENV_MIN_BODY_RATE = "MIN_BODY_RATE",
+            default: "240" => 240,
+            parse: expecting(
+                parse_size,
+                "bytes per second, or with K or M (240, 1K); 0 for no minimum",
+            ),
+            example: "1K",
+            help: "slowest request body in bytes per second (or with K, M); slower gets 408; 0 = no minimum",
+        }
+        /// Time before the body rate is enforced.
+        #[serde(rename = "min_body_rate_grace_secs", serialize_with = "secs")]
+        min_body_rate_grace: Duration {
+            env: ENV_MIN_BODY_RATE_GRACE_SECS = "MIN_BODY_RATE_GRACE_SECS",
+            default: "5" => Duration::from_secs(5),
+            parse: whole_secs(0),
+            example: "10",
+            help: "seconds a request body may take before MIN_BODY_RATE applies",
+        }
+        /// Internal server address (probes, metrics, config); None = off.
+        internal_addr: Option<SocketAddr> {
+            env: ENV_INTERNAL_ADDR = "INTERNAL_ADDR",
+            default: "" => None,
+            parse: some(expecting(address, "an address:port such as 127.0.0.1:9090")),
+            example: "127.0.0.1:9090",
+            help: "address:port of the internal server (/livez, /readyz, /health, /metrics, /config); off when unset",
+        }
+        /// OPcache JIT mode; None = php.ini decides.
+        opcache_jit: Option<JitMode> {
+            env: ENV_OPCACHE_JIT = "OPCACHE_JIT",
+            default: "" => None,
+            parse: some(expecting(
+                JitMode::parse,
+                "off, tracing, function, or a four-digit CRTO mode such as 1255",
+            )),
+            example: "tracing",
+            help: "OPcache JIT: off, tracing, function or a 4-digit CRTO mode; unset = php.ini decides (JIT off by default)",
+        }
+        /// JIT buffer size in bytes, when [`Config::opcache_jit`] switches JIT on.
+        opcache_jit_buffer_size: u64 {
+            env: ENV_OPCACHE_JIT_BUFFER_SIZE = "OPCACHE_JIT_BUFFER_SIZE",
+            default: "64M" => 64 * 1024 * 1024,
+            parse: expecting(
+                |v| parse_size(v).filter(|n| *n > 0),
+                "a size above 0, in bytes or with K, M or G (64M)",
+            ),
+            example: "128M",
+            help: "memory for JIT-compiled code when OPCACHE_JIT switches JIT on",
+        }
+        /// Worker mode: a PHP script, relative to the document root or absolute, that boots
+        /// the application once and serves requests in a loop; None = off.
+        worker_script: Option<PathBuf> {
+            env: ENV_WORKER_SCRIPT = "WORKER_SCRIPT",
+            default: "" => None,
+            parse: some(path),
+            example: "../worker.php",
+            help: "worker mode: PHP script (relative to DOCUMENT_ROOT, or absolute) that boots once and serves requests with tokio_handle_request(); off when unset",
+        }
+        /// Threads running the worker script; 0 = as many as PHP workers.
+        worker_count: usize {
+            env: ENV_WORKER_COUNT = "WORKER_COUNT",
+            default: "0" => 0,
+            parse: count,
+            example: "8",
+            help: "threads running WORKER_SCRIPT; 0 = as many as PHP_WORKERS",
+        }
+        /// Requests per worker script before a restart; 0 = no limit.
+        worker_max_requests: u64 {
+            env: ENV_WORKER_MAX_REQUESTS = "WORKER_MAX_REQUESTS",
+            default: "0" => 0,
+            parse: expecting(number, "a whole number of requests; 0 = no limit"),
+            example: "1000",
+            help: "requests each worker script serves before it is restarted; 0 = no limit",
+        }
+        /// Path prefix of the requests the worker script serves.
+        worker_match: String {
+            env: ENV_WORKER_MATCH = "WORKER_MATCH",
+            default: "/" => String::from("/"),
+            parse: expecting(
+                |v| v.starts_with('/').then(|| v.to_owned()),
+                "a URL path prefix starting with / (such as / or /api)",
+            ),
+            example: "/api",
+            help: "path prefix of the requests WORKER_SCRIPT serves; others run classically (static files are always served as files)",
+        }
+        /// Whether PHP file changes under the document root restart the worker scripts.
+        watch: bool {
+            env: ENV_WATCH = "WATCH",
+            default: "0" => false,
+            parse: switch,
+            example: "1",
+            help: "1 restarts the worker scripts when a .php file under DOCUMENT_ROOT changes (development)",
+        }
+    }
+    nested {
+        /// How the listener treats its connections: timeouts, limits, draining.
+        #[serde(flatten)]
+        server: ServerSettings,
+    }
+
+    /// How the listener treats its connections: the part of [`Config`] that
+    /// [`Server`](crate::server::Server) runs with. Its builder methods are on [`Config`]
+    /// and on [`Server`](crate::server::Server).
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct ServerSettings {
+        /// Time a new connection has to send its first request (TLS handshake included),
+        /// and any request its head.
+        #[serde(rename = "header_timeout_secs", serialize_with = "secs")]
+        header_timeout: Duration {
+            env: ENV_HEADER_TIMEOUT_SECS = "HEADER_TIMEOUT_SECS",
+            default: "5" => Duration::from_secs(5),
+            parse: whole_secs(1),
+            example: "10",
+            help: "seconds a new connection has to send its first request (TLS handshake included), and any request its headers",
+        }
+        /// Time a connection may sit with no request.
+        #[serde(rename = "idle_timeout_secs", serialize_with = "secs")]
+        idle_timeout: Duration {
+            env: ENV_IDLE_TIMEOUT_SECS = "IDLE_TIMEOUT_SECS",
+            default: "60" => Duration::from_secs(60),
+            parse: whole_secs(1),
+            example: "120",
+            help: "seconds a keep-alive or HTTP/2 connection may sit with no request before it is closed",
+        }
+        /// Time a response write may make no progress (the client stopped reading), as
+        /// nginx's `send_timeout`.
+        #[serde(rename = "write_timeout_secs", serialize_with = "secs")]
+        write_timeout: Duration {
+            env: ENV_WRITE_TIMEOUT_SECS = "WRITE_TIMEOUT_SECS",
+            default: "60" => Duration::from_secs(60),
+            parse: whole_secs(1),
+            example: "30",
+            help: "seconds a response may wait for the client to read before the connection is closed and its script stops",
+        }
+        /// Largest request head (request line and headers) in bytes.
+        max_header_size: usize {
+            env: ENV_MAX_HEADER_SIZE = "MAX_HEADER_SIZE",
+            default: "64K" => 64 * 1024,
+            parse: expecting(
+                size_within(MIN_MAX_HEADER_SIZE..=16 << 20),
+                "a size from 8K to 16M, in bytes or with K or M",
+            ),
+            example: "32K",
+            help: "largest request head (request line and headers; at least 8K); larger gets 431",
+        }
+        /// Longest request target (path and query) in bytes.
+        max_uri_length: usize {
+            env: ENV_MAX_URI_LENGTH = "MAX_URI_LENGTH",
+            default: "8K" => 8 * 1024,
+            parse: expecting(
+                size_within(1..=65_534),
+                "a length from 1 to 65534 bytes, or with K (8K)",
+            ),
+            example: "16K",
+            help: "longest request target (path and query); longer gets 414",
+        }
+        /// Open connections served at once; 0 = no limit.
+        max_connections: usize {
+            env: ENV_MAX_CONNECTIONS = "MAX_CONNECTIONS",
+            default: "10000" => 10_000,
+            parse: count,
+            example: "2000",
+            help: "open connections served at once; more wait to be accepted; 0 = no limit (keep it under ulimit -n)",
+        }
+        /// Time in-flight requests get after a shutdown signal.
+        #[serde(rename = "drain_timeout_secs", serialize_with = "secs")]
+        drain_timeout: Duration {
+            env: ENV_DRAIN_TIMEOUT_SECS = "DRAIN_TIMEOUT_SECS",
+            default: "30" => DEFAULT_DRAIN_TIMEOUT,
+            parse: whole_secs(0),
+            example: "60",
+            help: "seconds in-flight requests may take to finish after SIGTERM or SIGINT",
+        }
+    }
+}
+
+// === Value types ===
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -377,6 +550,16 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+impl LogFormat {
+    fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
 }
 
 /// What OPcache's JIT does ([`ENV_OPCACHE_JIT`]).
@@ -423,6 +606,44 @@ impl Serialize for JitMode {
     }
 }
 
+/// Where error pages come from ([`ENV_ERROR_PAGES_DIR`]). It serializes as two fields,
+/// `error_pages_dir` (the directory named, or null) and `error_pages` (false when off).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ErrorPagesDir {
+    /// [`DEFAULT_ERROR_PAGES_DIR`] if it exists, else none.
+    #[default]
+    Default,
+    /// This directory, which must exist.
+    Dir(PathBuf),
+    /// No error pages: every PHP response reaches every client as PHP sent it, as behind
+    /// nginx (`ERROR_PAGES_DIR=off`).
+    Off,
+}
+
+impl ErrorPagesDir {
+    fn parse(value: &str) -> Result<Self, String> {
+        Ok(if value.eq_ignore_ascii_case("off") {
+            Self::Off
+        } else {
+            Self::Dir(PathBuf::from(value))
+        })
+    }
+}
+
+impl Serialize for ErrorPagesDir {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (dir, on) = match self {
+            Self::Default => (None, true),
+            Self::Dir(dir) => (Some(dir), true),
+            Self::Off => (None, false),
+        };
+        let mut fields = serializer.serialize_struct("ErrorPagesDir", 2)?;
+        fields.serialize_field("error_pages_dir", &dir)?;
+        fields.serialize_field("error_pages", &on)?;
+        fields.end()
+    }
+}
+
 /// A setting that has a value the server cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {name}={value:?}: expected {expected}")]
@@ -433,159 +654,6 @@ pub struct ConfigError {
     pub value: String,
     /// What is accepted.
     pub expected: String,
-}
-
-/// The effective configuration of one server. It serializes (for the internal server's
-/// `/config`) with durations in seconds and the TLS key path redacted.
-#[derive(Debug, Clone, Serialize)]
-pub struct Config {
-    /// Address the HTTP listener binds ([`ENV_LISTEN_ADDR`]).
-    pub listen_addr: SocketAddr,
-    /// Directory served ([`ENV_DOCUMENT_ROOT`]).
-    pub document_root: PathBuf,
-    /// PHP worker threads; 0 = one per CPU ([`ENV_PHP_WORKERS`]).
-    pub php_workers: usize,
-    /// Requests that may wait for a worker; 0 = workers × 100 ([`ENV_QUEUE_CAPACITY`]).
-    pub queue_capacity: usize,
-    /// Largest request body in bytes ([`ENV_MAX_BODY_SIZE`]).
-    pub max_body_size: u64,
-    /// php.ini to load instead of PHP's search ([`ENV_PHP_INI`]).
-    pub php_ini: Option<PathBuf>,
-    /// Cache lifetime of static files; None sends no Cache-Control ([`ENV_STATIC_CACHE_TTL`]).
-    #[serde(rename = "static_cache_ttl_secs", serialize_with = "opt_secs")]
-    pub static_cache_ttl: Option<Duration>,
-    /// Front controller script, relative to the document root ([`ENV_INDEX_FILE`]).
-    pub index_file: Option<String>,
-    /// Directories X-Sendfile may serve from; empty = the document root
-    /// ([`ENV_SENDFILE_ROOTS`]).
-    pub sendfile_roots: Vec<PathBuf>,
-    /// Log line format ([`ENV_LOG_FORMAT`]).
-    pub log_format: LogFormat,
-    /// Log filter ([`ENV_LOG_LEVEL`]).
-    pub log_level: String,
-    /// Longest wait for a response head; None: no limit ([`ENV_REQUEST_TIMEOUT`]).
-    #[serde(rename = "request_timeout_secs", serialize_with = "opt_secs")]
-    pub request_timeout: Option<Duration>,
-    /// Requests per client per window; 0 = no limit ([`ENV_RATE_LIMIT`]).
-    pub rate_limit: u32,
-    /// The rate limit's window ([`ENV_RATE_WINDOW`]).
-    #[serde(rename = "rate_window_secs", serialize_with = "secs")]
-    pub rate_window: Duration,
-    /// Proxies whose forwarding headers are believed ([`ENV_TRUSTED_PROXIES`]).
-    #[serde(serialize_with = "proxies")]
-    pub trusted_proxies: TrustedProxies,
-    /// Whether responses are compressed ([`ENV_COMPRESSION`]).
-    pub compression: bool,
-    /// Smallest known body size compressed ([`ENV_COMPRESSION_MIN_SIZE`]).
-    pub compression_min_size: u64,
-    /// Error pages directory; None: [`DEFAULT_ERROR_PAGES_DIR`] if it exists
-    /// ([`ENV_ERROR_PAGES_DIR`]).
-    pub error_pages_dir: Option<PathBuf>,
-    /// Whether error pages are shown at all (`ERROR_PAGES_DIR=off`: no, every PHP response
-    /// reaches every client as PHP sent it, as behind nginx).
-    pub error_pages: bool,
-    /// Whether each request writes an access log line ([`ENV_ACCESS_LOG`]).
-    pub access_log: bool,
-    /// Whether `X-Profile: 1` is honoured ([`ENV_PROFILE`]).
-    pub profile: bool,
-    /// Longest life of a server-sent events response; None: unbounded
-    /// ([`ENV_SSE_TIMEOUT`]).
-    #[serde(rename = "sse_timeout_secs", serialize_with = "opt_secs")]
-    pub sse_timeout: Option<Duration>,
-    /// TLS certificate chain, PEM ([`ENV_TLS_CERT`]).
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key, PEM ([`ENV_TLS_KEY`]); redacted when serialized.
-    #[serde(serialize_with = "redacted")]
-    pub tls_key: Option<PathBuf>,
-    /// Time to send the first request, and any request head ([`ENV_HEADER_TIMEOUT_SECS`]).
-    #[serde(rename = "header_timeout_secs", serialize_with = "secs")]
-    pub header_timeout: Duration,
-    /// Time a connection may sit with no request ([`ENV_IDLE_TIMEOUT_SECS`]).
-    #[serde(rename = "idle_timeout_secs", serialize_with = "secs")]
-    pub idle_timeout: Duration,
-    /// Time a response write may make no progress ([`ENV_WRITE_TIMEOUT_SECS`]).
-    #[serde(rename = "write_timeout_secs", serialize_with = "secs")]
-    pub write_timeout: Duration,
-    /// Slowest request body in bytes per second; 0 = none ([`ENV_MIN_BODY_RATE`]).
-    pub min_body_rate: u64,
-    /// Time before the body rate is enforced ([`ENV_MIN_BODY_RATE_GRACE_SECS`]).
-    #[serde(rename = "min_body_rate_grace_secs", serialize_with = "secs")]
-    pub min_body_rate_grace: Duration,
-    /// Largest request head in bytes ([`ENV_MAX_HEADER_SIZE`]).
-    pub max_header_size: usize,
-    /// Longest request target in bytes ([`ENV_MAX_URI_LENGTH`]).
-    pub max_uri_length: usize,
-    /// Open connections served at once; 0 = no limit ([`ENV_MAX_CONNECTIONS`]).
-    pub max_connections: usize,
-    /// Internal server address; None = off ([`ENV_INTERNAL_ADDR`]).
-    pub internal_addr: Option<SocketAddr>,
-    /// Time in-flight requests get after a shutdown signal ([`ENV_DRAIN_TIMEOUT_SECS`]).
-    #[serde(rename = "drain_timeout_secs", serialize_with = "secs")]
-    pub drain_timeout: Duration,
-    /// OPcache JIT mode; None = php.ini decides ([`ENV_OPCACHE_JIT`]).
-    pub opcache_jit: Option<JitMode>,
-    /// JIT buffer size in bytes ([`ENV_OPCACHE_JIT_BUFFER_SIZE`]).
-    pub opcache_jit_buffer_size: u64,
-    /// Worker-mode script, relative to the document root or absolute; None = off
-    /// ([`ENV_WORKER_SCRIPT`]).
-    pub worker_script: Option<PathBuf>,
-    /// Threads running the worker script; 0 = as many as PHP workers ([`ENV_WORKER_COUNT`]).
-    pub worker_count: usize,
-    /// Requests per worker script before a restart; 0 = no limit
-    /// ([`ENV_WORKER_MAX_REQUESTS`]).
-    pub worker_max_requests: u64,
-    /// Path prefix of the requests the worker script serves ([`ENV_WORKER_MATCH`]).
-    pub worker_match: String,
-    /// Whether PHP file changes restart the worker scripts ([`ENV_WATCH`]).
-    pub watch: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            document_root: PathBuf::from(DEFAULT_DOCUMENT_ROOT),
-            php_workers: DEFAULT_PHP_WORKERS,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            php_ini: None,
-            static_cache_ttl: Some(DEFAULT_STATIC_CACHE_TTL),
-            index_file: None,
-            sendfile_roots: Vec::new(),
-            log_format: LogFormat::Text,
-            log_level: DEFAULT_LOG_LEVEL.to_owned(),
-            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
-            rate_limit: DEFAULT_RATE_LIMIT,
-            rate_window: DEFAULT_RATE_WINDOW,
-            trusted_proxies: TrustedProxies::none(),
-            compression: DEFAULT_COMPRESSION,
-            compression_min_size: DEFAULT_COMPRESSION_MIN_SIZE,
-            error_pages_dir: None,
-            error_pages: true,
-            access_log: DEFAULT_ACCESS_LOG,
-            profile: DEFAULT_PROFILE,
-            sse_timeout: Some(DEFAULT_SSE_TIMEOUT),
-            tls_cert: None,
-            tls_key: None,
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            min_body_rate: DEFAULT_MIN_BODY_RATE,
-            min_body_rate_grace: DEFAULT_MIN_BODY_RATE_GRACE,
-            max_header_size: DEFAULT_MAX_HEADER_SIZE,
-            max_uri_length: DEFAULT_MAX_URI_LENGTH,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            internal_addr: None,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            opcache_jit: None,
-            opcache_jit_buffer_size: DEFAULT_OPCACHE_JIT_BUFFER_SIZE,
-            worker_script: None,
-            worker_count: 0,
-            worker_max_requests: 0,
-            worker_match: DEFAULT_WORKER_MATCH.to_owned(),
-            watch: false,
-        }
-    }
 }
 
 fn secs<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -610,7 +678,6 @@ fn redacted<S: Serializer>(value: &Option<PathBuf>, serializer: S) -> Result<S::
         None => serializer.serialize_none(),
     }
 }
-
 /// Where settings are read from: the process environment, or a map in tests.
 pub trait Source {
     /// The raw value of `name`, if set and not empty.
@@ -687,274 +754,8 @@ impl Config {
     /// Reads every setting from `source`; unset ones keep their defaults.
     pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        if let Some(v) = source.get(ENV_LISTEN_ADDR) {
-            config.listen_addr = v.parse().map_err(|_| {
-                invalid(ENV_LISTEN_ADDR, &v, "an address:port such as 0.0.0.0:8080")
-            })?;
-        }
-        if let Some(v) = source.get(ENV_DOCUMENT_ROOT) {
-            config.document_root = PathBuf::from(v);
-        }
-        if let Some(v) = source.get(ENV_PHP_WORKERS) {
-            config.php_workers = parse_count(ENV_PHP_WORKERS, &v)?;
-        }
-        if let Some(v) = source.get(ENV_QUEUE_CAPACITY) {
-            config.queue_capacity = parse_count(ENV_QUEUE_CAPACITY, &v)?;
-        }
-        if let Some(v) = source.get(ENV_MAX_BODY_SIZE) {
-            config.max_body_size = parse_size(&v).ok_or_else(|| {
-                invalid(
-                    ENV_MAX_BODY_SIZE,
-                    &v,
-                    "a size in bytes, or with K, M or G (64M)",
-                )
-            })?;
-        }
-        config.php_ini = source.get(ENV_PHP_INI).map(PathBuf::from);
-        if let Some(v) = source.get(ENV_STATIC_CACHE_TTL) {
-            config.static_cache_ttl = parse_optional_duration(&v).ok_or_else(|| {
-                invalid(
-                    ENV_STATIC_CACHE_TTL,
-                    &v,
-                    "a duration such as 3600, 30m, 1d, 1w, 1y, or off",
-                )
-            })?;
-        }
-        if let Some(v) = source.get(ENV_INDEX_FILE) {
-            config.index_file = Some(v);
-        }
-        if let Some(v) = source.get(ENV_SENDFILE_ROOTS) {
-            config.sendfile_roots = v
-                .split([':', ','])
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect();
-        }
-        if let Some(v) = source.get(ENV_LOG_FORMAT) {
-            config.log_format = match v.to_ascii_lowercase().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => return Err(invalid(ENV_LOG_FORMAT, &v, "text or json")),
-            };
-        }
-        if let Some(v) = source.get(ENV_LOG_LEVEL) {
-            config.log_level = v;
-        }
-        if let Some(v) = source.get(ENV_REQUEST_TIMEOUT) {
-            config.request_timeout = if is_off(&v) {
-                None
-            } else {
-                Some(parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    invalid(
-                        ENV_REQUEST_TIMEOUT,
-                        &v,
-                        "a duration such as 30s, 2m or 1h (plain numbers are seconds), or off",
-                    )
-                })?)
-            };
-        }
-        if let Some(v) = source.get(ENV_RATE_LIMIT) {
-            config.rate_limit = v
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| invalid(ENV_RATE_LIMIT, &v, "a whole number of requests; 0 = off"))?;
-        }
-        if let Some(v) = source.get(ENV_RATE_WINDOW) {
-            config.rate_window = parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
-                invalid(
-                    ENV_RATE_WINDOW,
-                    &v,
-                    "a positive number of seconds, or a duration such as 30s, 1m, 1h",
-                )
-            })?;
-        }
-        if let Some(v) = source.get(ENV_TRUSTED_PROXIES) {
-            config.trusted_proxies = v.parse().map_err(|reason: String| {
-                invalid(
-                    ENV_TRUSTED_PROXIES,
-                    &v,
-                    &format!("comma-separated IP addresses or CIDR blocks ({reason})"),
-                )
-            })?;
-        }
-        if let Some(v) = source.get(ENV_COMPRESSION) {
-            config.compression = parse_switch(ENV_COMPRESSION, &v)?;
-        }
-        if let Some(v) = source.get(ENV_COMPRESSION_MIN_SIZE) {
-            config.compression_min_size = parse_size(&v).ok_or_else(|| {
-                invalid(
-                    ENV_COMPRESSION_MIN_SIZE,
-                    &v,
-                    "a size in bytes, or with K, M or G (1K)",
-                )
-            })?;
-        }
-        match source.get(ENV_ERROR_PAGES_DIR) {
-            Some(v) if v.eq_ignore_ascii_case("off") => config.error_pages = false,
-            v => config.error_pages_dir = v.map(PathBuf::from),
-        }
-        if let Some(v) = source.get(ENV_ACCESS_LOG) {
-            config.access_log = parse_switch(ENV_ACCESS_LOG, &v)?;
-        }
-        if let Some(v) = source.get(ENV_PROFILE) {
-            config.profile = parse_switch(ENV_PROFILE, &v)?;
-        }
-        if let Some(v) = source.get(ENV_SSE_TIMEOUT) {
-            config.sse_timeout = parse_optional_duration(&v).ok_or_else(|| {
-                invalid(ENV_SSE_TIMEOUT, &v, "a duration such as 30m, 2h, or off")
-            })?;
-        }
-        config.tls_cert = source.get(ENV_TLS_CERT).map(PathBuf::from);
-        config.tls_key = source.get(ENV_TLS_KEY).map(PathBuf::from);
-        if let Some(v) = source.get(ENV_HEADER_TIMEOUT_SECS) {
-            config.header_timeout = parse_secs(ENV_HEADER_TIMEOUT_SECS, &v, 1)?;
-        }
-        if let Some(v) = source.get(ENV_IDLE_TIMEOUT_SECS) {
-            config.idle_timeout = parse_secs(ENV_IDLE_TIMEOUT_SECS, &v, 1)?;
-        }
-        if let Some(v) = source.get(ENV_WRITE_TIMEOUT_SECS) {
-            config.write_timeout = parse_secs(ENV_WRITE_TIMEOUT_SECS, &v, 1)?;
-        }
-        if let Some(v) = source.get(ENV_MIN_BODY_RATE) {
-            config.min_body_rate = parse_size(&v).ok_or_else(|| {
-                invalid(
-                    ENV_MIN_BODY_RATE,
-                    &v,
-                    "bytes per second, or with K or M (240, 1K); 0 for no minimum",
-                )
-            })?;
-        }
-        if let Some(v) = source.get(ENV_MIN_BODY_RATE_GRACE_SECS) {
-            config.min_body_rate_grace = parse_secs(ENV_MIN_BODY_RATE_GRACE_SECS, &v, 0)?;
-        }
-        if let Some(v) = source.get(ENV_MAX_HEADER_SIZE) {
-            config.max_header_size = parse_size(&v)
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (MIN_MAX_HEADER_SIZE..=16 << 20).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        ENV_MAX_HEADER_SIZE,
-                        &v,
-                        "a size from 8K to 16M, in bytes or with K or M",
-                    )
-                })?;
-        }
-        if let Some(v) = source.get(ENV_MAX_URI_LENGTH) {
-            config.max_uri_length = parse_size(&v)
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (1..=65_534).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        ENV_MAX_URI_LENGTH,
-                        &v,
-                        "a length from 1 to 65534 bytes, or with K (8K)",
-                    )
-                })?;
-        }
-        if let Some(v) = source.get(ENV_MAX_CONNECTIONS) {
-            config.max_connections = parse_count(ENV_MAX_CONNECTIONS, &v)?;
-        }
-        if let Some(v) = source.get(ENV_INTERNAL_ADDR) {
-            config.internal_addr = Some(v.parse().map_err(|_| {
-                invalid(
-                    ENV_INTERNAL_ADDR,
-                    &v,
-                    "an address:port such as 127.0.0.1:9090",
-                )
-            })?);
-        }
-        if let Some(v) = source.get(ENV_DRAIN_TIMEOUT_SECS) {
-            config.drain_timeout = parse_secs(ENV_DRAIN_TIMEOUT_SECS, &v, 0)?;
-        }
-        if let Some(v) = source.get(ENV_OPCACHE_JIT) {
-            config.opcache_jit = Some(JitMode::parse(&v).ok_or_else(|| {
-                invalid(
-                    ENV_OPCACHE_JIT,
-                    &v,
-                    "off, tracing, function, or a four-digit CRTO mode such as 1255",
-                )
-            })?);
-        }
-        if let Some(v) = source.get(ENV_OPCACHE_JIT_BUFFER_SIZE) {
-            config.opcache_jit_buffer_size =
-                parse_size(&v).filter(|n| *n > 0).ok_or_else(|| {
-                    invalid(
-                        ENV_OPCACHE_JIT_BUFFER_SIZE,
-                        &v,
-                        "a size above 0, in bytes or with K, M or G (64M)",
-                    )
-                })?;
-        }
-        config.worker_script = source.get(ENV_WORKER_SCRIPT).map(PathBuf::from);
-        if let Some(v) = source.get(ENV_WORKER_COUNT) {
-            config.worker_count = parse_count(ENV_WORKER_COUNT, &v)?;
-        }
-        if let Some(v) = source.get(ENV_WORKER_MAX_REQUESTS) {
-            config.worker_max_requests = v.trim().parse::<u64>().map_err(|_| {
-                invalid(
-                    ENV_WORKER_MAX_REQUESTS,
-                    &v,
-                    "a whole number of requests; 0 = no limit",
-                )
-            })?;
-        }
-        if let Some(v) = source.get(ENV_WORKER_MATCH) {
-            if !v.starts_with('/') {
-                return Err(invalid(
-                    ENV_WORKER_MATCH,
-                    &v,
-                    "a URL path prefix starting with / (such as / or /api)",
-                ));
-            }
-            config.worker_match = v;
-        }
-        if let Some(v) = source.get(ENV_WATCH) {
-            config.watch = parse_switch(ENV_WATCH, &v)?;
-        }
+        config.read(source)?;
         Ok(config)
-    }
-
-    /// Turns worker mode on: `script` (relative to the document root, or absolute) boots
-    /// once per worker thread and serves requests with `tokio_handle_request()`.
-    pub fn worker_script(mut self, script: impl Into<PathBuf>) -> Self {
-        self.worker_script = Some(script.into());
-        self
-    }
-
-    /// Sets the worker-mode threads (0 = as many as PHP workers).
-    pub fn worker_count(mut self, count: usize) -> Self {
-        self.worker_count = count;
-        self
-    }
-
-    /// Restarts each worker script after `requests` requests (0 = never).
-    pub fn worker_max_requests(mut self, requests: u64) -> Self {
-        self.worker_max_requests = requests;
-        self
-    }
-
-    /// Sends only paths under `prefix` to the worker script; others run classically.
-    pub fn worker_match(mut self, prefix: impl Into<String>) -> Self {
-        self.worker_match = prefix.into();
-        self
-    }
-
-    /// Restarts the worker scripts when a PHP file under the document root changes.
-    pub fn watch(mut self, on: bool) -> Self {
-        self.watch = on;
-        self
-    }
-
-    /// The worker script's path: as given when absolute, else under the document root.
-    pub fn worker_script_path(&self) -> Option<PathBuf> {
-        self.worker_script.as_ref().map(|script| {
-            if script.is_absolute() {
-                script.clone()
-            } else {
-                self.document_root.join(script)
-            }
-        })
     }
 
     /// Sets the listener address.
@@ -1039,15 +840,13 @@ impl Config {
 
     /// Sets the error pages directory (it must exist).
     pub fn error_pages_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.error_pages_dir = Some(dir.into());
-        self.error_pages = true;
+        self.error_pages_dir = ErrorPagesDir::Dir(dir.into());
         self
     }
 
     /// Shows no error pages: PHP's responses go to every client as PHP sent them.
     pub fn no_error_pages(mut self) -> Self {
-        self.error_pages_dir = None;
-        self.error_pages = false;
+        self.error_pages_dir = ErrorPagesDir::Off;
         self
     }
 
@@ -1063,42 +862,10 @@ impl Config {
         self
     }
 
-    /// The error pages directory to load, and whether it may be missing (the default);
-    /// None when error pages are off.
-    pub fn effective_error_pages_dir(&self) -> Option<(PathBuf, bool)> {
-        if !self.error_pages {
-            return None;
-        }
-        Some(match &self.error_pages_dir {
-            Some(dir) => (dir.clone(), false),
-            None => (PathBuf::from(DEFAULT_ERROR_PAGES_DIR), true),
-        })
-    }
-
-    /// Checks what parsing alone cannot: that the paths exist. Call once at startup.
     /// Serves HTTPS with the PEM certificate chain `cert` and private key `key`.
     pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls_cert = Some(cert.into());
         self.tls_key = Some(key.into());
-        self
-    }
-
-    /// Sets the time a connection has to send its first request, and any request head.
-    pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.header_timeout = timeout;
-        self
-    }
-
-    /// Sets the time a connection may sit with no request before it is closed.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// Sets the time a response may wait for its client to read before the connection
-    /// is closed.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
         self
     }
 
@@ -1110,33 +877,9 @@ impl Config {
         self
     }
 
-    /// Sets the largest request head, in bytes (at least 8 KiB).
-    pub fn max_header_size(mut self, bytes: usize) -> Self {
-        self.max_header_size = bytes;
-        self
-    }
-
-    /// Sets the longest request target (path and query), in bytes.
-    pub fn max_uri_length(mut self, bytes: usize) -> Self {
-        self.max_uri_length = bytes;
-        self
-    }
-
-    /// Sets how many connections are served at once (0 = no limit).
-    pub fn max_connections(mut self, connections: usize) -> Self {
-        self.max_connections = connections;
-        self
-    }
-
     /// Turns the internal server (probes, metrics, config) on at `addr`.
     pub fn internal_addr(mut self, addr: SocketAddr) -> Self {
         self.internal_addr = Some(addr);
-        self
-    }
-
-    /// Sets the time in-flight requests get to finish after a shutdown signal.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
         self
     }
 
@@ -1144,6 +887,101 @@ impl Config {
     pub fn opcache_jit(mut self, mode: JitMode) -> Self {
         self.opcache_jit = Some(mode);
         self
+    }
+
+    /// Turns worker mode on: `script` (relative to the document root, or absolute) boots
+    /// once per worker thread and serves requests with `tokio_handle_request()`.
+    pub fn worker_script(mut self, script: impl Into<PathBuf>) -> Self {
+        self.worker_script = Some(script.into());
+        self
+    }
+
+    /// Sets the worker-mode threads (0 = as many as PHP workers).
+    pub fn worker_count(mut self, count: usize) -> Self {
+        self.worker_count = count;
+        self
+    }
+
+    /// Restarts each worker script after `requests` requests (0 = never).
+    pub fn worker_max_requests(mut self, requests: u64) -> Self {
+        self.worker_max_requests = requests;
+        self
+    }
+
+    /// Sends only paths under `prefix` to the worker script; others run classically.
+    pub fn worker_match(mut self, prefix: impl Into<String>) -> Self {
+        self.worker_match = prefix.into();
+        self
+    }
+
+    /// Restarts the worker scripts when a PHP file under the document root changes.
+    pub fn watch(mut self, on: bool) -> Self {
+        self.watch = on;
+        self
+    }
+
+    /// Sets the time a connection has to send its first request, and any request head.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.server.header_timeout = timeout;
+        self
+    }
+
+    /// Sets the time a connection may sit with no request before it is closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.server.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the time a response may wait for its client to read before the connection
+    /// is closed.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.server.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest request head, in bytes (at least 8 KiB).
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.server.max_header_size = bytes;
+        self
+    }
+
+    /// Sets the longest request target (path and query), in bytes.
+    pub fn max_uri_length(mut self, bytes: usize) -> Self {
+        self.server.max_uri_length = bytes;
+        self
+    }
+
+    /// Sets how many connections are served at once (0 = no limit).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.server.max_connections = connections;
+        self
+    }
+
+    /// Sets the time in-flight requests get to finish after a shutdown signal.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.server.drain_timeout = timeout;
+        self
+    }
+
+    /// The worker script's path: as given when absolute, else under the document root.
+    pub fn worker_script_path(&self) -> Option<PathBuf> {
+        self.worker_script.as_ref().map(|script| {
+            if script.is_absolute() {
+                script.clone()
+            } else {
+                self.document_root.join(script)
+            }
+        })
+    }
+
+    /// The error pages directory to load, and whether it may be missing (the default);
+    /// None when error pages are off.
+    pub fn effective_error_pages_dir(&self) -> Option<(PathBuf, bool)> {
+        match &self.error_pages_dir {
+            ErrorPagesDir::Default => Some((PathBuf::from(DEFAULT_ERROR_PAGES_DIR), true)),
+            ErrorPagesDir::Dir(dir) => Some((dir.clone(), false)),
+            ErrorPagesDir::Off => None,
+        }
     }
 
     /// The configuration as JSON, as the internal server's `/config` shows it: durations
@@ -1195,7 +1033,7 @@ impl Config {
                 "an existing php.ini file",
             ));
         }
-        if let Some(dir) = &self.error_pages_dir
+        if let ErrorPagesDir::Dir(dir) = &self.error_pages_dir
             && !dir.is_dir()
         {
             return Err(invalid(
@@ -1239,10 +1077,10 @@ impl Config {
                 ));
             }
         }
-        if self.max_header_size < MIN_MAX_HEADER_SIZE {
+        if self.server.max_header_size < MIN_MAX_HEADER_SIZE {
             return Err(invalid(
                 ENV_MAX_HEADER_SIZE,
-                &self.max_header_size.to_string(),
+                &self.server.max_header_size.to_string(),
                 "at least 8K",
             ));
         }
@@ -1270,9 +1108,9 @@ impl Config {
             ));
         }
         for (name, value) in [
-            (ENV_HEADER_TIMEOUT_SECS, self.header_timeout),
-            (ENV_IDLE_TIMEOUT_SECS, self.idle_timeout),
-            (ENV_WRITE_TIMEOUT_SECS, self.write_timeout),
+            (ENV_HEADER_TIMEOUT_SECS, self.server.header_timeout),
+            (ENV_IDLE_TIMEOUT_SECS, self.server.idle_timeout),
+            (ENV_WRITE_TIMEOUT_SECS, self.server.write_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(name, "0", "at least 1 second"));
@@ -1332,13 +1170,96 @@ fn invalid(name: &'static str, value: &str, expected: &str) -> ConfigError {
     }
 }
 
-fn parse_count(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+// === Parsers of the table ===
+//
+// Each turns a value into a field's type, or says what it expected; the table's `read` adds
+// the variable and the value to make the ConfigError.
+
+/// The value of `parse`, or an error saying `expected`.
+fn expecting<T>(
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &'static str,
+) -> impl Fn(&str) -> Result<T, String> {
+    move |value: &str| parse(value).ok_or_else(|| expected.to_owned())
+}
+
+/// `parse` for a field that is None when its variable is unset.
+fn some<T>(
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<Option<T>, String> {
+    move |value: &str| parse(value).map(Some)
+}
+
+fn text(value: &str) -> Result<String, String> {
+    Ok(value.to_owned())
+}
+
+fn path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// Paths separated by `:` or `,`.
+fn paths(value: &str) -> Result<Vec<PathBuf>, String> {
+    Ok(value
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect())
+}
+
+fn address(value: &str) -> Option<SocketAddr> {
+    value.parse().ok()
+}
+
+/// A whole number, spaces around it allowed.
+fn number<T: FromStr>(value: &str) -> Option<T> {
+    value.trim().parse().ok()
+}
+
+/// A size ([`parse_size`]) within `range`.
+fn size_within(range: RangeInclusive<usize>) -> impl Fn(&str) -> Option<usize> {
+    move |value: &str| {
+        parse_size(value)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| range.contains(n))
+    }
+}
+
+fn count(value: &str) -> Result<usize, String> {
     value
         .trim()
         .parse::<usize>()
         .ok()
         .filter(|n| *n <= 1_000_000)
-        .ok_or_else(|| invalid(name, value, "a whole number from 0 to 1000000"))
+        .ok_or_else(|| "a whole number from 0 to 1000000".to_owned())
+}
+
+fn switch(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err("1, on, true, yes or 0, off, false, no".to_owned()),
+    }
+}
+
+/// Whole seconds from `min` to [`MAX_SECS`].
+fn whole_secs(min: u64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |value: &str| {
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=MAX_SECS).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("whole seconds from {min} to {MAX_SECS}"))
+    }
+}
+
+fn proxy_list(value: &str) -> Result<TrustedProxies, String> {
+    value
+        .parse()
+        .map_err(|reason: String| format!("comma-separated IP addresses or CIDR blocks ({reason})"))
 }
 
 /// [`parse_duration`], or `off` (also `0`, `false`, `no`, `none`) for None.
@@ -1354,18 +1275,6 @@ fn is_off(value: &str) -> bool {
         value.trim().to_ascii_lowercase().as_str(),
         "off" | "0" | "none" | "false" | "no"
     )
-}
-
-fn parse_switch(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "on" | "true" | "yes" => Ok(true),
-        "0" | "off" | "false" | "no" => Ok(false),
-        _ => Err(invalid(
-            name,
-            value,
-            "1, on, true, yes or 0, off, false, no",
-        )),
-    }
 }
 
 /// Parses `90` (seconds), `500ms`, `30s`, `2m`, `1h`, `1d`, `2w`, `1y`, and decimals such
@@ -1388,22 +1297,6 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
     };
     let number: f64 = number.parse().ok()?;
     Duration::try_from_secs_f64(number * seconds_per_unit).ok()
-}
-
-fn parse_secs(name: &'static str, value: &str, min: u64) -> Result<Duration, ConfigError> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=MAX_SECS).contains(n))
-        .map(Duration::from_secs)
-        .ok_or_else(|| {
-            invalid(
-                name,
-                value,
-                &format!("whole seconds from {min} to {MAX_SECS}"),
-            )
-        })
 }
 
 /// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024; a trailing `B` or `iB` is fine).
@@ -1436,7 +1329,7 @@ mod tests {
     #[test]
     fn defaults_when_nothing_is_set() {
         let config = Config::from_source(&source(&[])).unwrap();
-        assert_eq!(config.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
+        assert_eq!(config.listen_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(config.document_root, PathBuf::from("./public"));
         assert_eq!(config.max_body_size, 64 << 20);
         assert_eq!(config.log_format, LogFormat::Text);
@@ -1647,24 +1540,24 @@ mod tests {
         ]))
         .unwrap();
         assert!(config.tls_enabled());
-        assert_eq!(config.header_timeout, Duration::from_secs(7));
-        assert_eq!(config.idle_timeout, Duration::from_secs(90));
-        assert_eq!(config.write_timeout, Duration::from_secs(15));
+        assert_eq!(config.server.header_timeout, Duration::from_secs(7));
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.server.write_timeout, Duration::from_secs(15));
         assert_eq!(config.min_body_rate, 1024);
         assert_eq!(config.min_body_rate_grace, Duration::ZERO);
-        assert_eq!(config.max_header_size, 32 << 10);
-        assert_eq!(config.max_uri_length, 2048);
-        assert_eq!(config.max_connections, 0);
+        assert_eq!(config.server.max_header_size, 32 << 10);
+        assert_eq!(config.server.max_uri_length, 2048);
+        assert_eq!(config.server.max_connections, 0);
         assert_eq!(config.internal_addr.unwrap().port(), 9090);
-        assert_eq!(config.drain_timeout, Duration::ZERO);
+        assert_eq!(config.server.drain_timeout, Duration::ZERO);
         assert_eq!(config.opcache_jit, Some(JitMode::Function));
         assert_eq!(config.opcache_jit_buffer_size, 32 << 20);
 
         let defaults = Config::default();
-        assert_eq!(defaults.header_timeout, Duration::from_secs(5));
-        assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
-        assert_eq!(defaults.write_timeout, Duration::from_secs(60));
-        assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.server.header_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.server.write_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.server.drain_timeout, Duration::from_secs(30));
         assert_eq!(defaults.internal_addr, None);
         assert_eq!(defaults.opcache_jit, None);
     }
@@ -1730,6 +1623,34 @@ mod tests {
             Config::default().to_json()["tls_key"],
             serde_json::Value::Null
         );
+    }
+
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        assert_eq!(
+            Config::from_source(&source(&[])).unwrap(),
+            Config::default()
+        );
+        // ERROR_PAGES_DIR's default is ./errors *if it exists*: naming it makes it required.
+        let named = |s: &Setting| match s.env {
+            ENV_ERROR_PAGES_DIR => Config::default().error_pages_dir(DEFAULT_ERROR_PAGES_DIR),
+            _ => Config::default(),
+        };
+        for s in SETTINGS {
+            let config = Config::from_source(&source(&[(s.env, s.default)]));
+            assert_eq!(config, Ok(named(s)), "{}={:?}", s.env, s.default);
+        }
+        let every: Vec<_> = SETTINGS.iter().map(|s| (s.env, s.default)).collect();
+        let expected = Config::default().error_pages_dir(DEFAULT_ERROR_PAGES_DIR);
+        assert_eq!(Config::from_source(&source(&every)).unwrap(), expected);
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for s in SETTINGS {
+            let config = Config::from_source(&source(&[(s.env, s.example)]));
+            assert!(config.is_ok(), "{}={:?}: {config:?}", s.env, s.example);
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, watch};
 
 pub use tls::{TlsConfig, TlsError};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ServerSettings};
 use connection::{Limits, Shared};
 
 /// How long in-flight requests may take to finish after shutdown starts.
@@ -49,33 +49,13 @@ pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 /// Unanswered HTTP/2 PING after which a connection is considered dead.
 pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How a listener serves its connections: TLS, timeouts, limits and draining. Start from
-/// [`Server::default`] (or [`Server::from_config`]) and change what you need.
-#[derive(Debug, Clone)]
+/// How a listener serves its connections: TLS, and the timeouts, limits and draining of
+/// [`ServerSettings`]. Start from [`Server::default`] (or [`Server::from_config`]) and
+/// change what you need.
+#[derive(Debug, Clone, Default)]
 pub struct Server {
     tls: Option<TlsConfig>,
-    header_timeout: Duration,
-    idle_timeout: Duration,
-    write_timeout: Duration,
-    max_header_size: usize,
-    max_uri_length: usize,
-    max_connections: usize,
-    drain_timeout: Duration,
-}
-
-impl Default for Server {
-    fn default() -> Self {
-        Self {
-            tls: None,
-            header_timeout: config::DEFAULT_HEADER_TIMEOUT,
-            idle_timeout: config::DEFAULT_IDLE_TIMEOUT,
-            write_timeout: config::DEFAULT_WRITE_TIMEOUT,
-            max_header_size: config::DEFAULT_MAX_HEADER_SIZE,
-            max_uri_length: config::DEFAULT_MAX_URI_LENGTH,
-            max_connections: config::DEFAULT_MAX_CONNECTIONS,
-            drain_timeout: config::DEFAULT_DRAIN_TIMEOUT,
-        }
-    }
+    settings: ServerSettings,
 }
 
 impl Server {
@@ -87,13 +67,7 @@ impl Server {
         };
         Ok(Self {
             tls,
-            header_timeout: config.header_timeout,
-            idle_timeout: config.idle_timeout,
-            write_timeout: config.write_timeout,
-            max_header_size: config.max_header_size,
-            max_uri_length: config.max_uri_length,
-            max_connections: config.max_connections,
-            drain_timeout: config.drain_timeout,
+            settings: config.server.clone(),
         })
     }
 
@@ -106,45 +80,45 @@ impl Server {
     /// Time a new connection has to send its first request (TLS handshake included), and
     /// any HTTP/1 request its head.
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.header_timeout = timeout.max(Duration::from_millis(1));
+        self.settings.header_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// Time a connection may have no request in flight before it is closed.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self.settings.idle_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// Time a response write may make no progress — the client stopped reading — before
     /// the connection is closed (its script then stops at its next output).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout.max(Duration::from_millis(1));
+        self.settings.write_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// Largest request head (HTTP/1) or header list (HTTP/2), in bytes; larger gets 431.
     /// At least 8 KiB.
     pub fn max_header_size(mut self, bytes: usize) -> Self {
-        self.max_header_size = bytes.max(config::MIN_MAX_HEADER_SIZE);
+        self.settings.max_header_size = bytes.max(config::MIN_MAX_HEADER_SIZE);
         self
     }
 
     /// Longest request target (path and query), in bytes; longer gets 414.
     pub fn max_uri_length(mut self, bytes: usize) -> Self {
-        self.max_uri_length = bytes;
+        self.settings.max_uri_length = bytes;
         self
     }
 
     /// Connections served at once; further ones wait to be accepted. 0 = no limit.
     pub fn max_connections(mut self, connections: usize) -> Self {
-        self.max_connections = connections;
+        self.settings.max_connections = connections;
         self
     }
 
     /// Time in-flight requests get to finish once shutdown starts.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
+        self.settings.drain_timeout = timeout;
         self
     }
 
@@ -173,16 +147,16 @@ impl Server {
             http2: self.http2_builder(),
             router,
             limits: Limits {
-                header_timeout: self.header_timeout,
-                idle_timeout: self.idle_timeout,
-                write_timeout: self.write_timeout,
-                max_uri_length: self.max_uri_length,
+                header_timeout: self.settings.header_timeout,
+                idle_timeout: self.settings.idle_timeout,
+                write_timeout: self.settings.write_timeout,
+                max_uri_length: self.settings.max_uri_length,
             },
             tls: self.tls.clone(),
             local,
         });
-        let limit =
-            (self.max_connections > 0).then(|| Arc::new(Semaphore::new(self.max_connections)));
+        let max_connections = self.settings.max_connections;
+        let limit = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut saturated = false;
@@ -191,7 +165,7 @@ impl Server {
                 Some(limit) => {
                     if limit.available_permits() == 0 && !saturated {
                         tracing::warn!(
-                            max_connections = self.max_connections,
+                            max_connections,
                             "connection limit reached (MAX_CONNECTIONS); new connections wait to be accepted"
                         );
                     }
@@ -237,10 +211,10 @@ impl Server {
         drain_tx.send_replace(true);
         tokio::select! {
             () = drain_tx.closed() => tracing::info!(listener = %local, "all connections closed"),
-            () = tokio::time::sleep(self.drain_timeout) => {
+            () = tokio::time::sleep(self.settings.drain_timeout) => {
                 tracing::warn!(
                     listener = %local,
-                    timeout_secs = self.drain_timeout.as_secs(),
+                    timeout_secs = self.settings.drain_timeout.as_secs(),
                     open_connections = drain_tx.receiver_count(),
                     "drain timeout reached (DRAIN_TIMEOUT_SECS); closing the remaining connections"
                 );
@@ -255,12 +229,12 @@ impl Server {
             // The connection watchdog times request heads (hyper's own timer would also
             // close idle keep-alive connections after the header timeout).
             .header_read_timeout(None)
-            .max_buf_size(self.max_header_size);
+            .max_buf_size(self.settings.max_header_size);
         builder
     }
 
     fn http2_builder(&self) -> http2::Builder<TokioExecutor> {
-        let header_list_size = u32::try_from(self.max_header_size).unwrap_or(u32::MAX);
+        let header_list_size = u32::try_from(self.settings.max_header_size).unwrap_or(u32::MAX);
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -268,7 +242,7 @@ impl Server {
             .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
             .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
             .max_header_list_size(header_list_size)
-            .keep_alive_interval(self.idle_timeout)
+            .keep_alive_interval(self.settings.idle_timeout)
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
         builder
     }
