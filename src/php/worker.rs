@@ -101,10 +101,14 @@ impl WorkerModePool {
         let watcher = if watch {
             let shared = Arc::clone(&shared);
             let stopping = Arc::clone(&stopping);
+            // The first look is taken before the pool serves: a change made right after
+            // the server starts is a change.
+            let roots = watch_roots(&shared.settings);
+            let first = fingerprint(&roots);
             Some(
                 std::thread::Builder::new()
                     .name("php-worker-watch".into())
-                    .spawn(move || watch_loop(&shared, &stopping))?,
+                    .spawn(move || watch_loop(&shared, &roots, first, &stopping))?,
             )
         } else {
             None
@@ -454,18 +458,24 @@ impl SapiHandler for BootHandler {
 
 /// Polls the modification times of the PHP files under the document root (and the worker
 /// script's directory) and restarts every worker script when one changes.
-fn watch_loop(shared: &Shared, stopping: &AtomicBool) {
-    let mut roots = vec![shared.settings.document_root.clone()];
-    if let Some(dir) = shared.settings.script.parent()
-        && !dir.starts_with(&shared.settings.document_root)
+/// The directories WATCH looks at: the document root, and the worker script's own
+/// directory when it lies outside.
+fn watch_roots(settings: &WorkerSettings) -> Vec<PathBuf> {
+    let mut roots = vec![settings.document_root.clone()];
+    if let Some(dir) = settings.script.parent()
+        && !dir.starts_with(&settings.document_root)
     {
         roots.push(dir.to_path_buf());
     }
-    let mut last = fingerprint(&roots);
+    roots
+}
+
+fn watch_loop(shared: &Shared, roots: &[PathBuf], first: u64, stopping: &AtomicBool) {
+    let mut last = first;
     tracing::info!(roots = ?roots, "WATCH: worker scripts restart when a PHP file changes");
     while !stopping.load(Ordering::Acquire) {
         std::thread::sleep(WATCH_INTERVAL);
-        let now = fingerprint(&roots);
+        let now = fingerprint(roots);
         if now != last {
             last = now;
             shared.generation.fetch_add(1, Ordering::AcqRel);
