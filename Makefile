@@ -31,6 +31,7 @@ release: php
 lint: php
 	$(CARGO) fmt --all -- --check
 	PHP_CONFIG=$(PHP_CONFIG_PATH) $(CARGO) clippy --all-targets -- -D warnings
+	PHP_CONFIG=$(PHP_CONFIG_PATH) RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 fmt:
 	$(CARGO) fmt --all

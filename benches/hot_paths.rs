@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Version};
 use tokio_php::ConnectionInfo;
-use tokio_php::docroot::{ScriptMatch, resolve};
-use tokio_php::php::request::{PhpRequest, RequestParts};
-use tokio_php::php::response::add_header_line;
+use tokio_php::bench_support::{PhpRequest, RequestParts, ScriptMatch, add_header_line, resolve};
 
 fn docroot() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +31,7 @@ fn script_resolution(c: &mut Criterion) {
         "/",
     ] {
         group.bench_function(path, |b| {
-            b.iter(|| resolve(black_box(&root), black_box(path)))
+            b.iter(|| resolve(black_box(&root), black_box(path)));
         });
     }
     group.finish();
@@ -54,7 +52,7 @@ fn header_conversion(c: &mut Criterion) {
                 let _ = add_header_line(&mut headers, black_box(line));
             }
             headers
-        })
+        });
     });
 
     let mut request_headers = HeaderMap::new();
@@ -100,7 +98,7 @@ fn header_conversion(c: &mut Criterion) {
                 request_id: None,
             };
             PhpRequest::new(black_box(parts), &script, "/srv/app/public", None).unwrap()
-        })
+        });
     });
 }
 

@@ -14,7 +14,7 @@ use axum::routing::get;
 use tokio_php::{App, Config};
 
 /// The application: Rust routes beside a PHP app mounted under `/app`.
-pub fn router(php: &App) -> Router {
+pub(crate) fn router(php: &App) -> Router {
     Router::new()
         .route("/api/health", get(|| async { "ok from Rust\n" }))
         .nest_service("/app", php.php_service())

@@ -264,7 +264,7 @@ impl App {
     }
 
     /// The internal server's routes: `/livez`, `/readyz`, `/health`, `/metrics` and
-    /// `/config` (see [`crate::internal`]). Serve them on a separate, private address.
+    /// `/config` (docs/health-checks.md and docs/metrics.md describe them). Serve them on a separate, private address.
     pub fn internal_router(&self) -> Router {
         internal::router(
             self.lifecycle.clone(),
@@ -291,7 +291,7 @@ impl App {
     }
 
     /// The worker pool's handle (counters, queue depth).
-    pub fn pool(&self) -> &PoolHandle {
+    pub(crate) fn pool(&self) -> &PoolHandle {
         self.php.pool()
     }
 

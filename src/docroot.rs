@@ -59,9 +59,9 @@ impl PartialEq for StaticFile {
 impl Eq for StaticFile {}
 
 /// The name of a directory's script.
-pub const INDEX_SCRIPT: &str = "index.php";
+pub(crate) const INDEX_SCRIPT: &str = "index.php";
 /// A directory's page when it has no script.
-pub const INDEX_PAGE: &str = "index.html";
+pub(crate) const INDEX_PAGE: &str = "index.html";
 
 /// Extensions whose files hold PHP source: never served as static files.
 const SOURCE_EXTENSIONS: &[&str] = &[
@@ -211,7 +211,7 @@ fn within_root(root: &Path, path: &Path, via_symlink: bool) -> Option<PathBuf> {
 }
 
 /// Decodes `%XX` escapes once. None for a malformed escape.
-pub fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {

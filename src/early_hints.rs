@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A connection stream shared between hyper and the [`EarlyHints`] of its requests.
 #[derive(Debug)]
-pub struct SharedIo<T> {
+pub(crate) struct SharedIo<T> {
     inner: Arc<Mutex<T>>,
 }
 
@@ -28,14 +28,14 @@ where
     T: AsyncWrite + Unpin + Send + 'static,
 {
     /// Wraps `io`.
-    pub fn new(io: T) -> Self {
+    pub(crate) fn new(io: T) -> Self {
         Self {
             inner: Arc::new(Mutex::new(io)),
         }
     }
 
     /// A handle that writes informational responses to this connection.
-    pub fn early_hints(&self) -> EarlyHints {
+    pub(crate) fn early_hints(&self) -> EarlyHints {
         EarlyHints {
             sink: Arc::new(Sink {
                 io: Arc::downgrade(&self.inner),
@@ -128,7 +128,7 @@ impl<T: AsyncWrite + Unpin + Send> RawWrite for Sink<T> {
 /// Sends informational responses on the connection of one HTTP/1.1 request: a request
 /// extension, present only where 1xx responses can be sent.
 #[derive(Clone)]
-pub struct EarlyHints {
+pub(crate) struct EarlyHints {
     sink: Arc<dyn RawWrite>,
 }
 
@@ -140,7 +140,7 @@ impl fmt::Debug for EarlyHints {
 
 impl EarlyHints {
     /// Writes `HTTP/1.1 {status}` with `headers` to the connection now.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
@@ -163,7 +163,7 @@ impl EarlyHints {
 }
 
 /// The bytes of an HTTP/1.1 informational response.
-pub fn encode(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
+pub(crate) fn encode(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + headers.len() * 64);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());

@@ -16,7 +16,7 @@ use http::{HeaderValue, StatusCode, header};
 pub struct ServerMadeError;
 
 /// A plain-text error response for `status`, such as `404 Not Found`.
-pub fn error_response(status: StatusCode) -> Response {
+pub(crate) fn error_response(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     let mut response = Response::new(Body::from(format!("{} {reason}\n", status.as_u16())));
     *response.status_mut() = status;
@@ -29,7 +29,7 @@ pub fn error_response(status: StatusCode) -> Response {
 }
 
 /// An error response that also tells the client when to try again.
-pub fn retry_later(status: StatusCode, seconds: u64) -> Response {
+pub(crate) fn retry_later(status: StatusCode, seconds: u64) -> Response {
     let mut response = error_response(status);
     response
         .headers_mut()
@@ -40,7 +40,7 @@ pub fn retry_later(status: StatusCode, seconds: u64) -> Response {
 /// Makes the response for an error a layer answers itself.
 pub trait ErrorResponder: fmt::Debug + Send + Sync + 'static {
     /// The response for `status`, to a request whose `Accept` header was `accept`. It must
-    /// carry the [`ServerMadeError`] extension. The default is [`error_response`].
+    /// carry the [`ServerMadeError`] extension. The default is the crate's plain-text error response.
     fn respond(&self, status: StatusCode, accept: Option<&HeaderValue>) -> Response {
         let _ = accept;
         error_response(status)

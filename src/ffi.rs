@@ -245,7 +245,7 @@ pub(crate) fn shutdown() {
 }
 
 /// Whether the linked PHP is thread-safe (ZTS).
-pub fn is_zts() -> bool {
+pub(crate) fn is_zts() -> bool {
     // SAFETY: a pure function of how the shim was compiled.
     unsafe { tphp_is_zts() != 0 }
 }
@@ -264,7 +264,7 @@ pub(crate) fn opcache_restart_waits_for_threads() -> Option<bool> {
 }
 
 /// The linked PHP's version, such as `8.2.32`.
-pub fn php_version() -> &'static str {
+pub(crate) fn php_version() -> &'static str {
     // SAFETY: PHP_VERSION is a static NUL-terminated string literal in the shim.
     let version = unsafe { CStr::from_ptr(tphp_php_version()) };
     version.to_str().unwrap_or("unknown")

@@ -90,7 +90,7 @@ struct Internal {
 /// The internal routes over `pool` (and the worker-mode pool, when worker mode is on),
 /// answering readiness from `lifecycle` and showing `config` (already redacted) at
 /// `/config`.
-pub fn router(
+pub(crate) fn router(
     lifecycle: Lifecycle,
     pool: PoolHandle,
     worker_pool: Option<PoolHandle>,

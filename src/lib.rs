@@ -46,27 +46,39 @@
 //! receives them itself, while `/metrics` still shows the PHP pool's figures. Nothing
 //! panics or replaces a recorder that is already installed.
 
-pub mod app;
 pub mod config;
 pub mod context;
-pub mod docroot;
-pub mod early_hints;
-pub mod error_response;
-pub mod ffi;
-pub mod internal;
 pub mod layers;
-pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
-pub mod php;
-pub mod sendfile;
 pub mod server;
-pub mod static_files;
+
+mod app;
+mod docroot;
+mod early_hints;
+mod error_response;
+mod ffi;
+mod internal;
+mod log_throttle;
+mod php;
+mod sendfile;
+mod static_files;
 
 pub use app::{App, StartError};
 pub use config::Config;
 pub use context::ConnectionInfo;
+pub use ffi::StartupError;
+pub use internal::Lifecycle;
 pub use php::PhpService;
+
+/// The pure-Rust pieces on every request's path, for `benches/hot_paths.rs` only: not part
+/// of the API, and may change at any time.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::docroot::{ScriptMatch, resolve};
+    pub use crate::php::request::{PhpRequest, RequestParts};
+    pub use crate::php::response::add_header_line;
+}
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]

@@ -3,8 +3,9 @@
 //! cannot fill the disk faster than the events matter. The first line after lines were held
 //! back says how many: `suppressed=914`.
 //!
-//! ```
-//! use tokio_php::log_throttle::Throttle;
+//! ```ignore
+//! // Inside the crate (the module is private):
+//! use crate::log_throttle::Throttle;
 //!
 //! static QUEUE_FULL: Throttle = Throttle::per_second(5);
 //! for _ in 0..100 {
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 /// Lines admitted per second for one kind of event, and the count of those held back.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     per_second: u32,
     /// The second (since the process's first throttled line) the count is for.
     window: AtomicU64,
@@ -30,7 +31,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// At most `per_second` lines a second.
-    pub const fn per_second(per_second: u32) -> Self {
+    pub(crate) const fn per_second(per_second: u32) -> Self {
         Self {
             per_second,
             window: AtomicU64::new(0),
@@ -41,7 +42,7 @@ impl Throttle {
 
     /// Some(lines held back since the last admitted one) when this line may be logged;
     /// None when it is held back (and counted).
-    pub fn admit(&self) -> Option<u64> {
+    pub(crate) fn admit(&self) -> Option<u64> {
         self.admit_at(seconds())
     }
 

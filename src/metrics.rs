@@ -1,7 +1,7 @@
 //! Prometheus metrics: the process-wide recorder that collects the HTTP metrics of
 //! [`MetricsLayer`](crate::layers::MetricsLayer) (axum-prometheus), and the lock-free
 //! [`Histogram`] the PHP pools count into. The pools render their own figures
-//! ([`crate::php::stats`]), so they never depend on who owns the recorder.
+//! (`src/php/stats.rs`), so they never depend on who owns the recorder.
 //!
 //! The standalone server calls [`install_recorder`] once at startup. A library user whose
 //! application already installed a `metrics` recorder skips it: the HTTP metrics then go to
@@ -81,8 +81,7 @@ pub fn recorder_handle() -> Option<&'static PrometheusHandle> {
 }
 
 /// The HTTP metrics, in Prometheus text format, when tokio_php's recorder is installed
-/// (empty otherwise); the PHP pools append their own figures
-/// ([`crate::php::pool::PoolHandle::render_metrics`]).
+/// (empty otherwise); `/metrics` appends the PHP pools' own figures to it.
 pub fn render_http() -> String {
     let mut out = String::new();
     if let Some(handle) = recorder_handle() {

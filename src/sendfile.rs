@@ -35,13 +35,13 @@ use tokio::net::TcpStream;
 
 /// Files smaller than this are copied: one copy of a few KiB costs less than the extra
 /// system call that sending the head and the file separately takes.
-pub const SENDFILE_MIN_LEN: usize = 16 * 1024;
+pub(crate) const SENDFILE_MIN_LEN: usize = 16 * 1024;
 /// Shortest slice sent with sendfile: a shorter one (a head, a small PHP output chunk, the
 /// tail of a partly sent file) is written from memory without looking at the registry,
 /// so ordinary writes never touch its lock.
-pub const SENDFILE_MIN_SLICE: usize = 4 * 1024;
+pub(crate) const SENDFILE_MIN_SLICE: usize = 4 * 1024;
 /// Most files registered at once; each keeps its file descriptor open while registered.
-pub const MAX_REGISTERED_FILES: usize = 256;
+pub(crate) const MAX_REGISTERED_FILES: usize = 256;
 
 /// Address ranges of file-backed bytes: start address → the file and the length.
 static REGISTRY: RwLock<BTreeMap<usize, Registered>> = RwLock::new(BTreeMap::new());
@@ -57,7 +57,7 @@ struct Registered {
 /// `contents`, read from `file` at offset 0, as `Bytes` that a [`SendfileStream`] sends
 /// from the file. Small contents, or more than [`MAX_REGISTERED_FILES`] files at once,
 /// give plain `Bytes` (and close `file`).
-pub fn file_backed(contents: Vec<u8>, file: File) -> Bytes {
+pub(crate) fn file_backed(contents: Vec<u8>, file: File) -> Bytes {
     if contents.len() < SENDFILE_MIN_LEN {
         return Bytes::from(contents);
     }
@@ -122,13 +122,13 @@ fn first_file_backed(bufs: &[IoSlice<'_>]) -> Option<(usize, Arc<File>, u64)> {
 
 /// A plain TCP connection stream that sends [`file_backed`] bytes with `sendfile(2)`.
 #[derive(Debug)]
-pub struct SendfileStream {
+pub(crate) struct SendfileStream {
     stream: TcpStream,
 }
 
 impl SendfileStream {
     /// Wraps an accepted connection.
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Self { stream }
     }
 

@@ -23,15 +23,15 @@ use tower_http::services::ServeFile;
 use crate::error_response::error_response;
 
 /// Largest file kept in memory.
-pub const MEMORY_CACHE_FILE_MAX: u64 = 512 * 1024;
+pub(crate) const MEMORY_CACHE_FILE_MAX: u64 = 512 * 1024;
 /// Headers a static response usually ends up with (its own, the layers', hyper's).
 const RESPONSE_HEADERS: usize = 12;
 /// Most bytes kept in memory over all files; past it the cache starts over.
-pub const MEMORY_CACHE_TOTAL_MAX: u64 = 64 * 1024 * 1024;
+pub(crate) const MEMORY_CACHE_TOTAL_MAX: u64 = 64 * 1024 * 1024;
 
 /// How static responses are cached by clients, and the shared in-memory copies.
 #[derive(Debug, Clone, Default)]
-pub struct StaticOptions {
+pub(crate) struct StaticOptions {
     cache_control: Option<HeaderValue>,
     memory: Arc<MemoryCache>,
 }
@@ -57,7 +57,7 @@ struct CachedFile {
 
 impl StaticOptions {
     /// `Cache-Control: public, max-age=N` for `ttl`; None sends no Cache-Control.
-    pub fn cache_ttl(mut self, ttl: Option<Duration>) -> Self {
+    pub(crate) fn cache_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.cache_control = ttl.and_then(|ttl| {
             HeaderValue::from_str(&format!("public, max-age={}", ttl.as_secs())).ok()
         });
@@ -67,7 +67,11 @@ impl StaticOptions {
 
 /// Serves the file at `path` (already checked), reading its metadata first: 404 when it
 /// is not a regular file.
-pub async fn serve_path(path: &Path, request: Request<Body>, options: &StaticOptions) -> Response {
+pub(crate) async fn serve_path(
+    path: &Path,
+    request: Request<Body>,
+    options: &StaticOptions,
+) -> Response {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => serve(path, &meta, request, options).await,
         Ok(_) | Err(_) => error_response(StatusCode::NOT_FOUND),
@@ -76,7 +80,7 @@ pub async fn serve_path(path: &Path, request: Request<Body>, options: &StaticOpt
 
 /// Serves the regular file at `path` (already resolved and checked), whose metadata is
 /// `meta`, for `request`.
-pub async fn serve(
+pub(crate) async fn serve(
     path: &Path,
     meta: &std::fs::Metadata,
     request: Request<Body>,
@@ -263,7 +267,7 @@ fn add_cache_headers(headers: &mut HeaderMap, etag: &str, options: &StaticOption
 
 /// A strong validator from modification time and size, as nginx makes it; a precompressed
 /// variant gets its own (its bytes differ).
-pub fn etag(mtime_secs: u64, len: u64, encoding: Option<&HeaderValue>) -> String {
+pub(crate) fn etag(mtime_secs: u64, len: u64, encoding: Option<&HeaderValue>) -> String {
     match encoding.and_then(|e| e.to_str().ok()) {
         Some(encoding) => format!("\"{mtime_secs:x}-{len:x}-{encoding}\""),
         None => format!("\"{mtime_secs:x}-{len:x}\""),
@@ -272,7 +276,7 @@ pub fn etag(mtime_secs: u64, len: u64, encoding: Option<&HeaderValue>) -> String
 
 /// Whether an If-None-Match value (`*`, or a list of tags, weak or strong) matches `etag`
 /// under the weak comparison RFC 9110 prescribes for it.
-pub fn none_match_hits(if_none_match: &[u8], etag: &[u8]) -> bool {
+pub(crate) fn none_match_hits(if_none_match: &[u8], etag: &[u8]) -> bool {
     let Ok(value) = std::str::from_utf8(if_none_match) else {
         return false;
     };

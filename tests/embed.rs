@@ -8,8 +8,7 @@ mod example;
 
 mod common;
 
-use tokio_php::ffi::StartupError;
-use tokio_php::{App, Config, StartError};
+use tokio_php::{App, Config, StartError, StartupError};
 
 #[tokio::test]
 async fn rust_and_php_routes_share_one_router() {

@@ -269,7 +269,7 @@ async fn opcache_restarts_under_load_do_not_take_the_server_down() {
             statuses
         })
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut round = 0;
     while started.elapsed() < Duration::from_secs(5) {
         round += 1;

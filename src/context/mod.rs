@@ -1,8 +1,8 @@
 //! The request contract: what the server, the layers and the PHP service tell each other
 //! about one request, as extensions on the `http::Request` or the response. A leaf: it
-//! depends on no other part of the crate but [`crate::docroot`]'s path types, and
-//! [`crate::server`], [`crate::layers`] and [`crate::php`] depend on it instead of on each
-//! other.
+//! depends on no other part of the crate but the path types of `docroot` (which file a URL
+//! path names), and [`crate::server`], [`crate::layers`] and the PHP service depend on it
+//! instead of on each other.
 //!
 //! | Extension | Put on by | Read by |
 //! |---|---|---|
@@ -18,6 +18,7 @@ mod deadline;
 mod request_id;
 mod timings;
 
+pub use crate::docroot::{Resolution, ScriptMatch, StaticFile};
 pub use connection::{Admission, ConnectionInfo, ConnectionShare};
 pub use deadline::Deadline;
 pub use request_id::{MAX_REQUEST_ID_LEN, RequestId, TRACEPARENT, TraceContext, X_REQUEST_ID};
@@ -26,4 +27,4 @@ pub use timings::{CollectTimings, PhpTimings};
 /// Request extension: how the request path was resolved, when a layer in front (the front
 /// controller) has already decided; the PHP service then uses it instead of resolving again.
 #[derive(Debug, Clone)]
-pub struct ResolvedPath(pub crate::docroot::Resolution);
+pub struct ResolvedPath(pub Resolution);

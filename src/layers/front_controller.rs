@@ -16,7 +16,7 @@
 //! use http::Request;
 //! use tower::ServiceExt;
 //! use tokio_php::context::ResolvedPath;
-//! use tokio_php::docroot::Resolution;
+//! use tokio_php::context::Resolution;
 //! use tokio_php::layers::FrontControllerLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

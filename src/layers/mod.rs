@@ -24,7 +24,7 @@
 //! covers them. Rate limiting comes before any work is done for a request. Compression
 //! wraps the error pages, so pages are compressed like any other body. The timeout's 504 and
 //! the rate limit's 429 are made outside the error-pages layer; they get the same pages
-//! through an [`ErrorResponder`](crate::error_response::ErrorResponder). Timing is
+//! through an [`ErrorResponder`]. Timing is
 //! innermost, next to PHP, which it measures.
 //!
 //! [`client_ip`] is not a layer: it is the rule the rate limit and the access log share for
@@ -42,6 +42,7 @@ pub mod request_timeout;
 pub mod timing;
 pub mod validate_host;
 
+pub use crate::error_response::{ErrorResponder, PlainText, ServerMadeError};
 pub use access_log::AccessLogLayer;
 pub use compression::CompressionLayer;
 pub use error_pages::ErrorPagesLayer;

@@ -11,11 +11,11 @@ use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 
 /// Bodies up to this size stay in memory; larger ones go to a temporary file.
-pub const MEMORY_LIMIT: usize = 1024 * 1024;
+pub(crate) const MEMORY_LIMIT: usize = 1024 * 1024;
 
 /// A received request body, read by PHP through `read_post`.
 #[derive(Debug, Default)]
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     /// No body.
     #[default]
     Empty,
@@ -27,7 +27,7 @@ pub enum RequestBody {
 
 /// Why a body could not be received.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// The body is larger than the configured limit: 413.
     #[error("request body over the {limit}-byte limit")]
     TooLarge {
@@ -58,7 +58,7 @@ pub enum BodyError {
 /// passed. A client is cut off when it has sent fewer than
 /// `(elapsed - grace) × bytes_per_second` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MinRate {
+pub(crate) struct MinRate {
     /// Bytes per second; 0 means no minimum.
     pub bytes_per_second: u64,
     /// Time before the rate applies.
@@ -67,14 +67,14 @@ pub struct MinRate {
 
 impl MinRate {
     /// No minimum: a body may take as long as it likes.
-    pub const NONE: Self = Self {
+    pub(crate) const NONE: Self = Self {
         bytes_per_second: 0,
         grace: Duration::ZERO,
     };
 
     /// How long after the body started the next bytes may arrive, `received` bytes in.
     /// None when there is no minimum.
-    pub fn deadline(&self, received: u64) -> Option<Duration> {
+    pub(crate) fn deadline(&self, received: u64) -> Option<Duration> {
         if self.bytes_per_second == 0 {
             return None;
         }
@@ -91,7 +91,7 @@ impl Default for MinRate {
 
 impl RequestBody {
     /// Receives `body`, refusing more than `limit` bytes or a body slower than `rate`.
-    pub async fn receive<B>(body: B, limit: u64, rate: MinRate) -> Result<Self, BodyError>
+    pub(crate) async fn receive<B>(body: B, limit: u64, rate: MinRate) -> Result<Self, BodyError>
     where
         B: HttpBody<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
@@ -152,7 +152,7 @@ impl RequestBody {
     }
 
     /// Fills `buf` from the body; 0 at the end.
-    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> usize {
         match self {
             Self::Empty => 0,
             Self::Memory(data) => {
@@ -172,7 +172,8 @@ impl RequestBody {
     }
 
     /// True when the body is in a temporary file.
-    pub fn is_spooled(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_spooled(&self) -> bool {
         matches!(self, Self::File(_))
     }
 }

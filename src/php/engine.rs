@@ -14,7 +14,7 @@ use crate::ffi::{self, StartupError, StartupSettings};
 /// among all workers), and checks files for changes every 2 seconds so edits show up
 /// during development. In production set `opcache.validate_timestamps=0` in php.ini (see
 /// the repository's `php.ini`) and restart to deploy.
-pub const INI_DEFAULTS: &[(&str, &str)] = &[
+pub(crate) const INI_DEFAULTS: &[(&str, &str)] = &[
     ("display_errors", "0"),
     ("display_startup_errors", "0"),
     ("log_errors", "1"),
@@ -33,15 +33,15 @@ pub const INI_DEFAULTS: &[(&str, &str)] = &[
 
 /// The SAPI name OPcache is shown while it starts (it enables itself only for a fixed list
 /// of server SAPIs); PHP scripts see `tokio_php`.
-pub const OPCACHE_STARTUP_SAPI_NAME: &str = "apache2handler";
+pub(crate) const OPCACHE_STARTUP_SAPI_NAME: &str = "apache2handler";
 
 /// Where the linked PHP keeps its shared extensions (from php-config at build time).
-pub const EXTENSION_DIR: &str = env!("TOKIO_PHP_EXTENSION_DIR");
+pub(crate) const EXTENSION_DIR: &str = env!("TOKIO_PHP_EXTENSION_DIR");
 
 /// The running engine. Dropping it without [`PhpEngine::shutdown`] leaves PHP running until
 /// the process exits.
 #[derive(Debug)]
-pub struct PhpEngine {
+pub(crate) struct PhpEngine {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -49,7 +49,10 @@ pub struct PhpEngine {
 impl PhpEngine {
     /// Starts PHP with `ini_file` (None: PHP's own search) and `ini_entries` (php.ini
     /// syntax) applied after it; OPcache is loaded unless php.ini loads it. Fails with [`StartupError::AlreadyStarted`] the second time in a process.
-    pub fn start(ini_file: Option<&Path>, ini_entries: String) -> Result<Self, StartupError> {
+    pub(crate) fn start(
+        ini_file: Option<&Path>,
+        ini_entries: String,
+    ) -> Result<Self, StartupError> {
         let ini_file: Option<PathBuf> = ini_file.map(Path::to_path_buf);
         let (started_tx, started_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -88,7 +91,7 @@ impl PhpEngine {
     }
 
     /// Shuts PHP down. Every worker thread must have ended.
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -102,19 +105,22 @@ impl Drop for PhpEngine {
     fn drop(&mut self) {
         // Without an explicit shutdown the workers may still run: leave PHP up, detached.
         if let Some(stop) = self.stop.take() {
+            // Forgotten, not dropped: a dropped sender would tell the engine thread to shut
+            // PHP down under the running workers.
+            #[allow(clippy::mem_forget)]
             std::mem::forget(stop);
         }
     }
 }
 
 /// The linked PHP's shared OPcache, loaded at start-up unless php.ini already loads it.
-pub fn opcache_extension() -> Option<PathBuf> {
+pub(crate) fn opcache_extension() -> Option<PathBuf> {
     let so = Path::new(EXTENSION_DIR).join("opcache.so");
     so.is_file().then_some(so)
 }
 
 /// The `opcache.jit` and `opcache.jit_buffer_size` entries for `jit`; none when unset.
-pub fn jit_entries(jit: Option<JitMode>, jit_buffer_size: u64) -> String {
+pub(crate) fn jit_entries(jit: Option<JitMode>, jit_buffer_size: u64) -> String {
     match jit {
         None => String::new(),
         Some(JitMode::Off) => "opcache.jit=disable\nopcache.jit_buffer_size=0\n".to_owned(),

@@ -45,7 +45,7 @@ use crate::ffi::{
 use crate::log_throttle::Throttle;
 
 /// How often a script past its deadline is interrupted again while it runs on.
-pub const OVERDUE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const OVERDUE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the HTTP side submits: a request PHP can take, and how to run it.
 #[derive(Debug)]

@@ -4,16 +4,16 @@
 //! output coming back ([`output`], [`response`]), profiling figures ([`timings`]), and the
 //! service tying them together ([`service`]).
 
-pub mod body;
-pub mod engine;
-pub mod job;
-pub mod output;
-pub mod pool;
-pub mod request;
-pub mod response;
-pub mod service;
-pub mod stats;
-pub mod worker;
-pub mod x_sendfile;
+pub(crate) mod body;
+pub(crate) mod engine;
+pub(crate) mod job;
+pub(crate) mod output;
+pub(crate) mod pool;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod service;
+pub(crate) mod stats;
+pub(crate) mod worker;
+pub(crate) mod x_sendfile;
 
 pub use service::PhpService;

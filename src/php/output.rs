@@ -37,7 +37,7 @@ pub(crate) struct RequestContext {
 impl RequestContext {
     /// A context for a request run outside a pool (tests).
     #[cfg(test)]
-    pub fn detached(request_id: &str) -> Self {
+    pub(crate) fn detached(request_id: &str) -> Self {
         Self {
             request_id: request_id.to_owned(),
             worker: 0,
@@ -49,9 +49,9 @@ impl RequestContext {
 }
 
 /// Output is sent on once this much is held.
-pub const CHUNK_SIZE: usize = 64 * 1024;
+pub(crate) const CHUNK_SIZE: usize = 64 * 1024;
 /// Chunks in flight per streaming response before the script waits (back-pressure).
-pub const STREAM_DEPTH: usize = 8;
+pub(crate) const STREAM_DEPTH: usize = 8;
 
 /// PHP's output for one request, as the worker sees it.
 pub(crate) struct OutputWriter {
@@ -74,7 +74,7 @@ pub(crate) struct OutputWriter {
 
 impl OutputWriter {
     /// A writer that answers on `start`, feeds PHP `body`, and tags log lines with `tag`.
-    pub fn new(
+    pub(crate) fn new(
         start: oneshot::Sender<ResponseStart>,
         body: RequestBody,
         tag: String,
@@ -99,14 +99,14 @@ impl OutputWriter {
 
     /// Profiling figures to send with the head (set before the script runs, completed
     /// after it, before [`OutputWriter::finish`]).
-    pub fn set_timings(&mut self, timings: PhpTimings) {
+    pub(crate) fn set_timings(&mut self, timings: PhpTimings) {
         self.timings = Some(timings);
     }
 
     /// Ends the response: sends what is held, and a 500 if PHP never sent a head. After
     /// a fatal error (`fatal`) a response that had already started ends as cut short
     /// ([`CutShort`]), not as complete.
-    pub fn finish(mut self, fatal: bool) {
+    pub(crate) fn finish(mut self, fatal: bool) {
         let streaming = self.stream.is_some() && !self.finished;
         self.end_response();
         if fatal
@@ -155,7 +155,7 @@ impl OutputWriter {
 
     /// Whether the client went away while the script ran.
     #[cfg(test)]
-    pub fn client_gone(&self) -> bool {
+    pub(crate) fn client_gone(&self) -> bool {
         self.client_gone
     }
 

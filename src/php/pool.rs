@@ -14,7 +14,7 @@ use super::stats::PoolStats;
 use crate::ffi::ThreadGuard;
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
-pub const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
 
 /// Why a job was not queued.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub(crate) enum SubmitError {
 
 /// A handle that queues requests; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct PoolHandle {
+pub(crate) struct PoolHandle {
     jobs: Sender<Job>,
     workers: usize,
     stats: Arc<PoolStats>,
@@ -60,24 +60,24 @@ impl PoolHandle {
     }
 
     /// Number of worker threads.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.workers
     }
 
     /// Requests waiting for a worker.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.jobs.len()
     }
 
     /// The pool's counters.
-    pub fn stats(&self) -> &PoolStats {
+    pub(crate) fn stats(&self) -> &PoolStats {
         &self.stats
     }
 }
 
 /// The running worker threads.
 #[derive(Debug)]
-pub struct WorkerPool {
+pub(crate) struct WorkerPool {
     handle: PoolHandle,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -85,7 +85,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `workers` threads with a queue of `capacity`. PHP must be started.
-    pub fn start(workers: usize, capacity: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(workers: usize, capacity: usize) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(capacity.max(1));
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let stats = Arc::new(PoolStats::default());
@@ -112,12 +112,12 @@ impl WorkerPool {
     }
 
     /// A handle that queues requests.
-    pub fn handle(&self) -> PoolHandle {
+    pub(crate) fn handle(&self) -> PoolHandle {
         self.handle.clone()
     }
 
     /// Lets every worker finish the queued requests, then ends the threads.
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stop.take();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {

@@ -12,7 +12,7 @@ use crate::docroot::ScriptMatch;
 use crate::ffi::{ExecRequest, ServerVars};
 
 /// The value of `SERVER_SOFTWARE`.
-pub const SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
 
 /// The parts of an HTTP request that PHP sees, borrowed while a [`PhpRequest`] is built.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +260,7 @@ fn generate_request_id() -> String {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-pub fn host_without_port(host: &str) -> &str {
+pub(crate) fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }

@@ -18,7 +18,7 @@ use crate::context::PhpTimings;
 
 /// Status and headers of a PHP response.
 #[derive(Debug, Clone)]
-pub struct ResponseHead {
+pub(crate) struct ResponseHead {
     /// The status PHP set (200 unless the script or an error changed it).
     pub status: StatusCode,
     /// A reason phrase other than the status's usual one, sent on HTTP/1 (see
@@ -30,7 +30,7 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     /// A head with `status`, its usual reason phrase and `headers`.
-    pub fn new(status: StatusCode, headers: HeaderMap) -> Self {
+    pub(crate) fn new(status: StatusCode, headers: HeaderMap) -> Self {
         Self {
             status,
             reason: None,
@@ -39,14 +39,14 @@ impl ResponseHead {
     }
 
     /// The head of a response PHP never produced: 500, no headers.
-    pub fn internal_error() -> Self {
+    pub(crate) fn internal_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new())
     }
 }
 
 /// Why PHP's status could not be sent as it is: the code PHP had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidStatus(pub i32);
+pub(crate) struct InvalidStatus(pub i32);
 
 /// The status a PHP response goes out with, decided as php-fpm and nginx decide it:
 ///
@@ -58,7 +58,7 @@ pub struct InvalidStatus(pub i32);
 ///   none, where hyper would write `<none>`).
 ///
 /// A code that cannot end a response (below 200, above 999) is an error.
-pub fn response_status(
+pub(crate) fn response_status(
     code: i32,
     status_line: Option<&[u8]>,
     status_header: Option<&[u8]>,
@@ -105,7 +105,7 @@ fn code_and_reason(text: &[u8]) -> (u16, &[u8]) {
 }
 
 /// Whether a PHP header line is the CGI `Status:` header (which is not sent as a header).
-pub fn status_header_value(line: &[u8]) -> Option<&[u8]> {
+pub(crate) fn status_header_value(line: &[u8]) -> Option<&[u8]> {
     let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
     name.eq_ignore_ascii_case(b"status")
         .then(|| trim(&value[1..]))
@@ -125,7 +125,7 @@ pub(crate) struct ResponseStart {
 /// Headers a script may set that the server must own: a wrong Content-Length or a
 /// Transfer-Encoding would desynchronise the connection, and hop-by-hop headers are illegal
 /// in HTTP/2.
-pub fn is_server_owned(name: &HeaderName) -> bool {
+pub(crate) fn is_server_owned(name: &HeaderName) -> bool {
     name == header::CONTENT_LENGTH
         || name == header::TRANSFER_ENCODING
         || name == header::CONNECTION
@@ -170,10 +170,10 @@ fn trim(bytes: &[u8]) -> &[u8] {
 #[error(
     "the PHP script ended in a fatal error after its response had started; the response is incomplete"
 )]
-pub struct CutShort;
+pub(crate) struct CutShort;
 
 /// One piece of a streamed body: bytes, or the sign that the rest will never come.
-pub type Chunk = Result<Bytes, CutShort>;
+pub(crate) type Chunk = Result<Bytes, CutShort>;
 
 /// The body of a PHP response.
 #[derive(Debug)]
@@ -198,7 +198,7 @@ pub(crate) enum PhpBody {
 
 impl PhpBody {
     /// A complete body.
-    pub fn full(data: Bytes) -> Self {
+    pub(crate) fn full(data: Bytes) -> Self {
         Self::Full((!data.is_empty()).then_some(data))
     }
 }

@@ -77,11 +77,11 @@ fn path_under(path: &str, prefix: &str) -> bool {
 }
 
 /// The future [`PhpService`] returns.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl PhpService {
     /// A service for `document_root` (made canonical here), running scripts on `pool`.
-    pub fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
+    pub(crate) fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
         let root = document_root.canonicalize()?;
         let root_text = root.to_string_lossy().into_owned();
         let x_sendfile = SendfileRoots::document_root(&root);
@@ -101,32 +101,32 @@ impl PhpService {
     }
 
     /// Sets the largest request body, in bytes (larger gets 413).
-    pub fn max_body_size(mut self, bytes: u64) -> Self {
+    pub(crate) fn max_body_size(mut self, bytes: u64) -> Self {
         Arc::make_mut(&mut self.inner).max_body_size = bytes;
         self
     }
 
     /// Sets the directories X-Sendfile / X-Accel-Redirect may hand files from (default: the
     /// document root). Directories that do not exist are skipped with a warning.
-    pub fn sendfile_roots(mut self, roots: &[PathBuf]) -> Self {
+    pub(crate) fn sendfile_roots(mut self, roots: &[PathBuf]) -> Self {
         Arc::make_mut(&mut self.inner).x_sendfile = SendfileRoots::new(roots);
         self
     }
 
     /// Sets the longest life of a `text/event-stream` response (None: unbounded).
-    pub fn sse_timeout(mut self, limit: Option<Duration>) -> Self {
+    pub(crate) fn sse_timeout(mut self, limit: Option<Duration>) -> Self {
         Arc::make_mut(&mut self.inner).sse_timeout = limit;
         self
     }
 
     /// Sets how static files are served (cache lifetime).
-    pub fn static_options(mut self, options: StaticOptions) -> Self {
+    pub(crate) fn static_options(mut self, options: StaticOptions) -> Self {
         Arc::make_mut(&mut self.inner).static_options = options;
         self
     }
 
     /// Cuts off request bodies that arrive slower than `rate` with 408 Request Timeout.
-    pub fn min_body_rate(mut self, rate: MinRate) -> Self {
+    pub(crate) fn min_body_rate(mut self, rate: MinRate) -> Self {
         Arc::make_mut(&mut self.inner).min_body_rate = rate;
         self
     }
@@ -134,7 +134,7 @@ impl PhpService {
     /// Worker mode: requests whose path lies under `prefix` run in the worker script
     /// `script` (absolute) on `pool`, a [`WorkerModePool`](super::worker::WorkerModePool)'s
     /// handle; static files are still served as files.
-    pub fn worker_mode(mut self, pool: PoolHandle, script: &Path, prefix: &str) -> Self {
+    pub(crate) fn worker_mode(mut self, pool: PoolHandle, script: &Path, prefix: &str) -> Self {
         let script_name = super::worker::script_name(&self.inner.root, script);
         Arc::make_mut(&mut self.inner).worker_mode = Some(WorkerRoute {
             pool,
@@ -149,7 +149,7 @@ impl PhpService {
     }
 
     /// The worker-mode pool, when worker mode is on.
-    pub fn worker_pool(&self) -> Option<&PoolHandle> {
+    pub(crate) fn worker_pool(&self) -> Option<&PoolHandle> {
         self.inner.worker_mode.as_ref().map(|route| &route.pool)
     }
 
@@ -159,7 +159,7 @@ impl PhpService {
     }
 
     /// The worker pool this service queues on.
-    pub fn pool(&self) -> &PoolHandle {
+    pub(crate) fn pool(&self) -> &PoolHandle {
         &self.inner.pool
     }
 }

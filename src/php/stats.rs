@@ -11,7 +11,7 @@ use crate::metrics::Histogram;
 /// Figures about the pool, shared with whoever reports them (the internal server's
 /// `/health` and `/metrics`).
 #[derive(Debug, Default)]
-pub struct PoolStats {
+pub(crate) struct PoolStats {
     /// Workers running a request now.
     pub busy: AtomicUsize,
     /// Requests finished.
@@ -52,7 +52,7 @@ impl Drop for BusyGuard {
 
 impl PoolHandle {
     /// Appends the PHP pool's metrics, in Prometheus text format, to `out`.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub(crate) fn render_metrics(&self, out: &mut String) {
         let pool = self;
         let stats = pool.stats();
         let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
@@ -124,7 +124,7 @@ impl PoolHandle {
     }
 
     /// Appends the worker-mode pool's metrics (`WORKER_SCRIPT`), in Prometheus text format.
-    pub fn render_worker_mode_metrics(&self, out: &mut String) {
+    pub(crate) fn render_worker_mode_metrics(&self, out: &mut String) {
         let pool = self;
         let stats = pool.stats();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {

@@ -29,15 +29,15 @@ use crate::ffi::{
 };
 
 /// First wait before a worker script that failed before serving a request starts again.
-pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between two starts of a failing worker script.
-pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often `WATCH` looks at the PHP files' modification times.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the worker-mode pool runs.
 #[derive(Debug, Clone)]
-pub struct WorkerSettings {
+pub(crate) struct WorkerSettings {
     /// The worker script (absolute).
     pub script: PathBuf,
     /// The canonical document root, for `$_SERVER['DOCUMENT_ROOT']`.
@@ -54,7 +54,7 @@ pub struct WorkerSettings {
 
 /// The running worker-mode threads.
 #[derive(Debug)]
-pub struct WorkerModePool {
+pub(crate) struct WorkerModePool {
     handle: PoolHandle,
     stop: Option<Sender<()>>,
     stopping: Arc<AtomicBool>,
@@ -72,7 +72,7 @@ struct Shared {
 
 impl WorkerModePool {
     /// Starts `settings.count` threads running the worker script. PHP must be started.
-    pub fn start(settings: WorkerSettings) -> std::io::Result<Self> {
+    pub(crate) fn start(settings: WorkerSettings) -> std::io::Result<Self> {
         let count = settings.count;
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(settings.capacity.max(1));
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -123,13 +123,13 @@ impl WorkerModePool {
     }
 
     /// A handle that queues requests for the worker scripts.
-    pub fn handle(&self) -> PoolHandle {
+    pub(crate) fn handle(&self) -> PoolHandle {
         self.handle.clone()
     }
 
     /// Lets every worker serve the queued requests and leave its loop, then ends the
     /// threads (each script ends normally: shutdown functions and destructors run).
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stopping.store(true, Ordering::Release);
         self.stop.take();
         for thread in self.threads.drain(..) {
@@ -381,7 +381,7 @@ impl BootRequest {
 
 /// The worker script's URL path: from the document root when it lies under it, else its
 /// file name.
-pub fn script_name(root: &Path, script: &Path) -> String {
+pub(crate) fn script_name(root: &Path, script: &Path) -> String {
     match script.strip_prefix(root) {
         Ok(relative) => format!("/{}", relative.to_string_lossy()),
         Err(_) => format!(

@@ -149,7 +149,7 @@ pub async fn reload_on_sighup(tls: Option<TlsConfig>) {
             }
         }
     }
-    std::future::pending().await
+    std::future::pending::<()>().await;
 }
 
 fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// The fixture document root.
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A running server, killed on drop.
-pub struct TestServer {
+pub(crate) struct TestServer {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -24,17 +24,17 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts the server on the fixtures with `env` on top of test defaults.
-    pub fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &[(&str, &str)]) -> Self {
         Self::start_with_root(&fixtures(), env)
     }
 
     /// Starts the server on `root` with `env`.
-    pub fn start_with_root(root: &std::path::Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_root(root: &std::path::Path, env: &[(&str, &str)]) -> Self {
         Self::try_start_with_root(root, env).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts the server on `root` with `env`; the error says why it did not come up.
-    pub fn try_start_with_root(
+    pub(crate) fn try_start_with_root(
         root: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
@@ -119,12 +119,12 @@ impl TestServer {
     }
 
     /// `http://127.0.0.1:PORT{path}`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// The internal server's address (started with `INTERNAL_ADDR=127.0.0.1:0`).
-    pub fn internal_addr(&self) -> SocketAddr {
+    pub(crate) fn internal_addr(&self) -> SocketAddr {
         let needle = "internal server listening on http://";
         assert!(
             self.wait_for_log(needle, Duration::from_secs(10)),
@@ -141,12 +141,12 @@ impl TestServer {
     }
 
     /// `http://INTERNAL_ADDR{path}`.
-    pub fn internal_url(&self, path: &str) -> String {
+    pub(crate) fn internal_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.internal_addr())
     }
 
     /// Sends `signal` (`TERM`, `INT`, `HUP`, …) to the server.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -155,7 +155,7 @@ impl TestServer {
     }
 
     /// Waits up to `timeout` for the server to exit on its own.
-    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -171,17 +171,17 @@ impl TestServer {
     }
 
     /// Everything the server logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// Everything the server wrote to standard output so far (the access log).
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
     /// Waits up to `timeout` for standard output to have `lines` lines; returns them.
-    pub fn wait_for_stdout_lines(&self, lines: usize, timeout: Duration) -> Vec<String> {
+    pub(crate) fn wait_for_stdout_lines(&self, lines: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let out: Vec<String> = self.stdout().lines().map(str::to_owned).collect();
@@ -193,7 +193,7 @@ impl TestServer {
     }
 
     /// Waits up to `timeout` for the log to contain `needle`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.log().contains(needle) {
@@ -205,17 +205,17 @@ impl TestServer {
     }
 
     /// How the server exited, if it has (without waiting).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -233,7 +233,7 @@ impl TestServer {
     }
 
     /// Resident memory of the server process, in KiB.
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
@@ -245,7 +245,7 @@ impl TestServer {
 
     /// Sends raw bytes on a new connection and returns everything read until the server
     /// closes it or `timeout` passes.
-    pub fn raw(&self, request: &[u8], timeout: Duration) -> String {
+    pub(crate) fn raw(&self, request: &[u8], timeout: Duration) -> String {
         let mut stream = TcpStream::connect(self.addr).unwrap();
         stream.set_read_timeout(Some(timeout)).unwrap();
         stream.write_all(request).unwrap();
@@ -263,7 +263,7 @@ impl Drop for TestServer {
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM into `dir`.
-pub struct DevCert {
+pub(crate) struct DevCert {
     /// The certificate file.
     pub cert: PathBuf,
     /// The private key file.
@@ -275,7 +275,7 @@ pub struct DevCert {
 }
 
 /// Generates a [`DevCert`] named `name` in `dir`.
-pub fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
+pub(crate) fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -293,7 +293,7 @@ pub fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
 }
 
 /// A client that does not pool connections between tests.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())

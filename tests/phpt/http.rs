@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// A request to send.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// `GET`, `POST`, `PUT`.
     pub method: String,
     /// The request target, already encoded (`/dir/test.php?a=1`).
@@ -21,7 +21,7 @@ pub struct Request {
 
 /// A response as received.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// The status code.
     pub status: u16,
     /// The reason phrase from the status line.
@@ -34,7 +34,7 @@ pub struct Response {
 
 /// Why a request got no response.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// The connection failed, or closed before a complete response (a dead server).
     Connection(std::io::Error),
     /// No complete response within the timeout.
@@ -54,7 +54,11 @@ impl std::fmt::Display for Error {
 }
 
 /// Sends `request` to `addr` and reads the whole response.
-pub fn send(addr: SocketAddr, request: &Request, timeout: Duration) -> Result<Response, Error> {
+pub(crate) fn send(
+    addr: SocketAddr,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, Error> {
     let mut stream =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(Error::Connection)?;
     stream
@@ -168,7 +172,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, Error> {
 /// Percent-encodes what may not stand in a request target as it is (controls, space,
 /// non-ASCII, `"<>\^`{|}`), leaving everything PHP's own parsing reads (`%`, `&`, `=`, `+`,
 /// `[`, `]`) alone.
-pub fn encode_target(text: &[u8]) -> String {
+pub(crate) fn encode_target(text: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text {
         if b <= b' ' || b >= 0x7f || b"\"<>\\^`{|}#".contains(&b) {

@@ -8,7 +8,7 @@ use crate::phpt::{Expectation, TestFile, php_trim};
 
 /// What the comparison found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Output and headers match.
     Pass,
     /// They do not; `expected` is what was wanted (text, or the pattern), `actual` what came.
@@ -22,7 +22,7 @@ pub enum Verdict {
 
 /// Judges `body` (the response body) and `headers` (name, value; in order) for `test`.
 /// `headers` includes a `Status` line for a status other than 200, as php-cgi prints it.
-pub fn judge(test: &TestFile, body: &[u8], headers: &[(String, String)]) -> Verdict {
+pub(crate) fn judge(test: &TestFile, body: &[u8], headers: &[(String, String)]) -> Verdict {
     // run-tests.php normalises line ends of command-line output, not of php-cgi's body.
     let output = if test.is_cgi() {
         php_trim(body).to_vec()
@@ -126,7 +126,7 @@ fn matches(pattern: &[u8], subject: &[u8]) -> bool {
 
 /// run-tests.php's EXPECTF conversion: everything outside `%r…%r` is `preg_quote`d, the
 /// `%r` parts are kept as groups, then the placeholders are replaced in one pass (`strtr`).
-pub fn expectf_to_regex(wanted: &[u8]) -> Vec<u8> {
+pub(crate) fn expectf_to_regex(wanted: &[u8]) -> Vec<u8> {
     let mut quoted = Vec::with_capacity(wanted.len() * 2);
     let mut offset = 0;
     while offset < wanted.len() {

@@ -29,7 +29,7 @@ const LOCALES: &[(&str, &str, &str)] = &[
 
 /// The directory for `LOCPATH`, or None when localedef or the locale sources are missing
 /// (then the tests that need a locale skip, on both servers alike).
-pub fn prepare() -> Option<PathBuf> {
+pub(crate) fn prepare() -> Option<PathBuf> {
     if !Path::new("/usr/share/i18n/locales/de_DE").is_file() {
         eprintln!("phpt: no locale sources (Debian's `locales`): locale tests will skip");
         return None;

@@ -45,7 +45,7 @@ const ALLOWED_SECTIONS: &[&str] = &[
 
 /// A parsed test. Section bodies are bytes: tests carry binary data and other encodings.
 #[derive(Debug, Clone)]
-pub struct TestFile {
+pub(crate) struct TestFile {
     /// The `.phpt` file.
     pub path: PathBuf,
     sections: BTreeMap<String, Vec<u8>>,
@@ -53,7 +53,7 @@ pub struct TestFile {
 
 /// How the output is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expectation {
+pub(crate) enum Expectation {
     /// `--EXPECT--`: the exact text.
     Exact(Vec<u8>),
     /// `--EXPECTF--`: text with `%s`, `%d`, … placeholders.
@@ -64,13 +64,13 @@ pub enum Expectation {
 
 impl TestFile {
     /// Reads and checks `path`; the error is run-tests.php's reason to bork the test.
-    pub fn read(path: &Path) -> Result<Self, String> {
+    pub(crate) fn read(path: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read test: {e}"))?;
         Self::parse(path, &bytes)
     }
 
     /// Parses the text of the test at `path`.
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Self, String> {
         let mut lines = split_lines(bytes);
         let first = lines.next().ok_or("empty test")?;
         if !first.starts_with(b"--TEST--") {
@@ -151,33 +151,33 @@ impl TestFile {
     }
 
     /// Whether the section exists (it may be empty).
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.sections.contains_key(name)
     }
 
     /// The section's text, if it exists.
-    pub fn section(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn section(&self, name: &str) -> Option<&[u8]> {
         self.sections.get(name).map(Vec::as_slice)
     }
 
     /// The section's text if it exists and is not empty (PHP's `!empty()`: "0" is empty).
-    pub fn non_empty(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn non_empty(&self, name: &str) -> Option<&[u8]> {
         self.section(name).filter(|s| !s.is_empty() && *s != b"0")
     }
 
     /// The section as text (lossy), trimmed as PHP's `trim()` does.
-    pub fn text(&self, name: &str) -> Option<String> {
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.section(name)
             .map(|s| String::from_utf8_lossy(php_trim(s)).into_owned())
     }
 
     /// `--TEST--`, the test's title.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         self.text("TEST").unwrap_or_default()
     }
 
     /// Whether run-tests.php would run it through php-cgi (a web request).
-    pub fn is_cgi(&self) -> bool {
+    pub(crate) fn is_cgi(&self) -> bool {
         self.has("CGI")
             || [
                 "GET",
@@ -194,7 +194,7 @@ impl TestFile {
     }
 
     /// How the output is judged (exactly one exists, `validate` made sure).
-    pub fn expectation(&self) -> Expectation {
+    pub(crate) fn expectation(&self) -> Expectation {
         if let Some(text) = self.section("EXPECTF") {
             Expectation::Format(text.to_vec())
         } else if let Some(text) = self.section("EXPECTREGEX") {
@@ -205,7 +205,7 @@ impl TestFile {
     }
 
     /// `--INI--` as (name, value) pairs, in order, with `{PWD}` and `{TMP}` filled in.
-    pub fn ini(&self, tmp: &Path) -> Vec<(String, String)> {
+    pub(crate) fn ini(&self, tmp: &Path) -> Vec<(String, String)> {
         let Some(text) = self.section("INI") else {
             return Vec::new();
         };
@@ -217,7 +217,7 @@ impl TestFile {
     }
 
     /// `--EXTENSIONS--`: the extensions the test needs, lower-cased.
-    pub fn extensions(&self) -> Vec<String> {
+    pub(crate) fn extensions(&self) -> Vec<String> {
         self.text("EXTENSIONS")
             .map(|t| {
                 t.split(['\r', '\n'])
@@ -230,7 +230,7 @@ impl TestFile {
 
     /// `--CONFLICTS--`, or the directory's `CONFLICTS` file: keys no two tests running at
     /// once may share.
-    pub fn conflicts(&self) -> Vec<String> {
+    pub(crate) fn conflicts(&self) -> Vec<String> {
         let text = match self.section("CONFLICTS") {
             Some(text) => String::from_utf8_lossy(text).into_owned(),
             None => self
@@ -248,7 +248,7 @@ impl TestFile {
 
 /// `name=value` lines as run-tests.php's `settings2array` reads them (both trimmed; lines
 /// without `=` ignored; the last value of a name wins, except for `extension`).
-pub fn settings(text: &str) -> Vec<(String, String)> {
+pub(crate) fn settings(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.split(['\r', '\n']) {
         let Some((name, value)) = line.split_once('=') else {
@@ -266,7 +266,7 @@ pub fn settings(text: &str) -> Vec<(String, String)> {
 }
 
 /// PHP's `trim()`: " \t\n\r\0\x0B" from both ends.
-pub fn php_trim(bytes: &[u8]) -> &[u8] {
+pub(crate) fn php_trim(bytes: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0 | 0x0b);
     let start = bytes
         .iter()

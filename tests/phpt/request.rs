@@ -10,7 +10,7 @@ use crate::http::{Request, encode_target};
 use crate::phpt::{TestFile, php_trim};
 
 /// The request for `test`, whose script is at URL path `path`. The error borks the test.
-pub fn build(test: &TestFile, path: &str) -> Result<Request, String> {
+pub(crate) fn build(test: &TestFile, path: &str) -> Result<Request, String> {
     let mut request = Request {
         method: "GET".into(),
         target: path.to_owned(),

@@ -27,7 +27,7 @@ const DEATH_GRACE: Duration = Duration::from_secs(3);
 
 /// run-tests.php's `$ini_overwrites`, plus its `$no_file_cache`: the settings every test
 /// starts from.
-pub const BASE_INI: &[(&str, &str)] = &[
+pub(crate) const BASE_INI: &[(&str, &str)] = &[
     ("output_handler", ""),
     ("open_basedir", ""),
     ("disable_functions", ""),
@@ -71,7 +71,7 @@ pub const BASE_INI: &[(&str, &str)] = &[
 
 /// How one test ended, in run-tests.php's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The output (and headers) matched.
     Pass,
     /// They did not, or no response came; why.
@@ -90,7 +90,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// PASS, FAIL, SKIP, BORK, XFAIL, WARN or DIED.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Pass => "PASS",
             Self::Fail(_) => "FAIL",
@@ -103,7 +103,7 @@ impl Outcome {
     }
 
     /// The reason, when there is one.
-    pub fn detail(&self) -> &str {
+    pub(crate) fn detail(&self) -> &str {
         match self {
             Self::Fail(s) | Self::Skip(s) | Self::Bork(s) | Self::Warn(s) | Self::Died(s) => s,
             Self::Pass | Self::XFail => "",
@@ -112,7 +112,7 @@ impl Outcome {
 }
 
 /// Where a run keeps its files.
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     /// The servers.
     pub target: &'a dyn Target,
     /// The document root: a copy of php-src's test tree; scripts are written into it.
@@ -145,7 +145,7 @@ enum Interrupted {
 
 impl Run<'_> {
     /// Runs the tests at `tests` (paths relative to the root); results in the same order.
-    pub fn run(&self, tests: &[String]) -> Result<Vec<(String, Outcome)>, String> {
+    pub(crate) fn run(&self, tests: &[String]) -> Result<Vec<(String, Outcome)>, String> {
         let started = Instant::now();
         let mut results: HashMap<String, Outcome> = HashMap::new();
         let mut prepared = Vec::new();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::TestServer;
 
 /// A server family that can be started with a given php.ini.
-pub trait Target: Sync {
+pub(crate) trait Target: Sync {
     /// The name results are filed under (`tokio_php`, `php-fpm`).
     fn name(&self) -> &'static str;
     /// Starts a server on `root` with `php_ini` and `workers` PHP workers.
@@ -21,7 +21,7 @@ pub trait Target: Sync {
 }
 
 /// A running server.
-pub trait Server: Send + Sync {
+pub(crate) trait Server: Send + Sync {
     /// Where it listens.
     fn addr(&self) -> SocketAddr;
     /// How it died, if it has ("killed by signal 11").
@@ -33,7 +33,7 @@ pub trait Server: Send + Sync {
 // === tokio_php ===
 
 /// The tokio_php binary built with the tests.
-pub struct TokioPhp {
+pub(crate) struct TokioPhp {
     /// `LOCPATH` for the servers (the locales the tests ask for).
     pub locpath: Option<PathBuf>,
 }
@@ -98,7 +98,7 @@ impl Server for TokioPhpServer {
 // === nginx + php-fpm ===
 
 /// nginx in front of php-fpm, as Debian ships them (`nginx-light`, `php8.2-fpm`).
-pub struct PhpFpm {
+pub(crate) struct PhpFpm {
     /// The nginx binary.
     pub nginx: PathBuf,
     /// The php-fpm binary.
@@ -109,7 +109,7 @@ pub struct PhpFpm {
 
 impl PhpFpm {
     /// From `PHPT_NGINX` and `PHPT_PHP_FPM`, with Debian's paths as defaults.
-    pub fn from_env(locpath: Option<PathBuf>) -> Self {
+    pub(crate) fn from_env(locpath: Option<PathBuf>) -> Self {
         let path = |var: &str, default: &str| {
             PathBuf::from(std::env::var_os(var).unwrap_or_else(|| default.into()))
         };

@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn every_frame_decodes_on_its_own_and_the_whole_round_trips() {
         for coding in Coding::PREFERENCE {
-            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> =
+            let chunks: Vec<Result<Frame<Bytes>, io::Error>> =
                 ["first chunk\n", "", "second chunk\n"]
                     .into_iter()
                     .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes()))))
