@@ -15,10 +15,23 @@ import sys
 import time
 
 
-def rss_kib(pids):
-    """Sum of VmRSS over `pids` (KiB)."""
-    total = 0
+def with_children(pids):
+    """`pids` and their child processes (the supervisor's serving processes)."""
+    out = []
     for pid in pids:
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+                out.extend(int(child) for child in children.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def rss_kib(pids):
+    """Sum of VmRSS over `pids` and their children (KiB)."""
+    total = 0
+    for pid in with_children(pids):
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmRSS:"):

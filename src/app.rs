@@ -101,6 +101,24 @@ impl App {
     /// Validates `config`, starts PHP and the worker pool. PHP starts once per process: a
     /// second `App` in the same process fails with [`StartupError::AlreadyStarted`].
     pub fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with(config, |config| {
+            PhpEngine::start(
+                config.php_ini.as_deref(),
+                engine::jit_entries(config.opcache_jit, config.opcache_jit_buffer_size),
+            )
+        })
+    }
+
+    /// Like [`App::start`], over a PHP `engine` the supervisor started before it forked
+    /// this process.
+    pub(crate) fn start_with_engine(config: Config, engine: PhpEngine) -> Result<Self, StartError> {
+        Self::start_with(config, move |_| Ok(engine))
+    }
+
+    fn start_with(
+        config: Config,
+        start_engine: impl FnOnce(&Config) -> Result<PhpEngine, StartupError>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         // Settings that can fail are checked before PHP starts.
         let error_pages = load_error_pages(&config)?;
@@ -133,10 +151,7 @@ impl App {
             workers = 1;
         }
         let capacity = config.effective_queue_capacity(workers);
-        let engine = PhpEngine::start(
-            config.php_ini.as_deref(),
-            engine::jit_entries(config.opcache_jit, config.opcache_jit_buffer_size),
-        )?;
+        let engine = start_engine(&config)?;
         if ffi::is_zts() && ffi::opcache_restart_waits_for_threads() == Some(false) {
             tracing::warn!(
                 "this PHP's OPcache may restart its shared memory while other worker threads run \

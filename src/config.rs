@@ -179,6 +179,15 @@ settings! {
             example: "8",
             help: "PHP worker threads; 0 = one per CPU (always 1 with non-thread-safe PHP)",
         }
+        /// Serving processes under the supervisor; 0 = no supervisor (one process, as a
+        /// library user runs it).
+        processes: usize {
+            env: ENV_PROCESSES = "PROCESSES",
+            default: "1" => 1,
+            parse: count,
+            example: "2",
+            help: "serving processes, each with PHP_WORKERS workers, under a supervisor that restarts one that crashes; 0 = a single process without supervisor",
+        }
         /// Requests that may wait for a worker; 0 = workers × 100.
         queue_capacity: usize {
             env: ENV_QUEUE_CAPACITY = "QUEUE_CAPACITY",
@@ -773,6 +782,13 @@ impl Config {
     /// Sets the number of PHP worker threads (0 = one per CPU).
     pub fn php_workers(mut self, workers: usize) -> Self {
         self.php_workers = workers;
+        self
+    }
+
+    /// Sets how many serving processes the standalone server forks (0: one process, no
+    /// supervisor). A library user's own process model is not affected.
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = processes;
         self
     }
 

@@ -125,7 +125,7 @@ async fn readyz(State(internal): State<Internal>) -> Response {
 async fn health(State(internal): State<Internal>) -> Response {
     let draining = internal.lifecycle.is_draining();
     let stats = internal.pool.stats();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if draining { "draining" } else { "ok" },
         "uptime_secs": internal.lifecycle.uptime().as_secs(),
         "workers": internal.pool.workers(),
@@ -133,6 +133,20 @@ async fn health(State(internal): State<Internal>) -> Response {
         "queue_depth": internal.pool.queue_depth(),
         "requests_served": stats.served.load(Ordering::Relaxed),
     });
+    // Under the supervisor: every serving process, from the shared scoreboard.
+    if let Some(board) = crate::scoreboard::board() {
+        let processes: Vec<_> = (0..board.processes())
+            .map(|index| {
+                serde_json::json!({
+                    "process": index,
+                    "pid": board.pid(index),
+                    "busy_workers": board.busy(index),
+                })
+            })
+            .collect();
+        body["processes"] = serde_json::Value::Array(processes);
+        body["process_restarts"] = board.restarts().into();
+    }
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -143,6 +157,9 @@ async fn health(State(internal): State<Internal>) -> Response {
 
 async fn metrics(State(internal): State<Internal>) -> Response {
     let mut text = crate::metrics::render_http();
+    if let Some(board) = crate::scoreboard::board() {
+        board.render_metrics(&mut text);
+    }
     internal.pool.render_metrics(&mut text);
     if let Some(worker_pool) = &internal.worker_pool {
         worker_pool.render_worker_mode_metrics(&mut text);

@@ -52,6 +52,7 @@ pub mod layers;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod standalone;
 
 mod app;
 mod docroot;
@@ -61,8 +62,10 @@ mod ffi;
 mod internal;
 mod log_throttle;
 mod php;
+mod scoreboard;
 mod sendfile;
 mod static_files;
+mod supervisor;
 
 pub use app::{App, StartError};
 pub use config::Config;

@@ -44,6 +44,8 @@ pub(crate) const EXTENSION_DIR: &str = env!("TOKIO_PHP_EXTENSION_DIR");
 pub(crate) struct PhpEngine {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Started on the calling thread ([`PhpEngine::start_here`]): shut down there too.
+    here: bool,
 }
 
 impl PhpEngine {
@@ -81,6 +83,7 @@ impl PhpEngine {
             Ok(Ok(())) => Ok(Self {
                 stop: Some(stop_tx),
                 thread: Some(thread),
+                here: false,
             }),
             Ok(Err(err)) => {
                 let _ = thread.join();
@@ -90,8 +93,34 @@ impl PhpEngine {
         }
     }
 
+    /// Starts PHP on the calling thread, which keeps the start-up context and must be the
+    /// one that calls [`PhpEngine::shutdown`]: the supervisor starts PHP once, before it
+    /// forks, so that every serving process shares its OPcache. No thread is started.
+    pub(crate) fn start_here(
+        ini_file: Option<&Path>,
+        ini_entries: &str,
+    ) -> Result<Self, StartupError> {
+        let opcache = opcache_extension();
+        ffi::startup(&StartupSettings {
+            ini_path: ini_file,
+            ini_defaults: INI_DEFAULTS,
+            ini_entries,
+            startup_sapi_name: OPCACHE_STARTUP_SAPI_NAME,
+            opcache: opcache.as_deref(),
+        })?;
+        Ok(Self {
+            stop: None,
+            thread: None,
+            here: true,
+        })
+    }
+
     /// Shuts PHP down. Every worker thread must have ended.
     pub(crate) fn shutdown(mut self) {
+        if self.here {
+            ffi::shutdown();
+            return;
+        }
         self.stop.take();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()

@@ -43,6 +43,7 @@ use crate::ffi::{
     WorkerJob,
 };
 use crate::log_throttle::Throttle;
+use crate::scoreboard;
 
 /// How often a script past its deadline is interrupted again while it runs on.
 pub(crate) const OVERDUE_INTERVAL: Duration = Duration::from_millis(100);
@@ -335,6 +336,7 @@ pub(crate) struct RunningJob {
     profile: bool,
     started: Instant,
     _busy: BusyGuard,
+    _on_scoreboard: Option<OnScoreboard>,
     _admission: Option<Admission>,
     _span: tracing::span::EnteredSpan,
 }
@@ -369,6 +371,7 @@ impl RunningJob {
             return None;
         }
         let busy = BusyGuard::new(Arc::clone(stats));
+        let on_scoreboard = OnScoreboard::new(&request);
         let context = RequestContext {
             request_id: request.request_id().to_owned(),
             worker: slot.id,
@@ -387,6 +390,7 @@ impl RunningJob {
             profile,
             started: Instant::now(),
             _busy: busy,
+            _on_scoreboard: on_scoreboard,
             _admission: admission,
             _span: span,
         })
@@ -451,6 +455,33 @@ impl RunningJob {
         stats.served.fetch_add(1, Ordering::Relaxed);
         self.writer.finish(end.fatal);
         // The busy count, the admission and the span end with `self`, here.
+    }
+}
+
+/// The running request's line on the supervisor's scoreboard, while the job runs (panics
+/// included); nothing without a supervisor.
+struct OnScoreboard;
+
+impl OnScoreboard {
+    fn new(request: &PhpRequest) -> Option<Self> {
+        scoreboard::board()?;
+        let script = request
+            .exec()
+            .script_filename
+            .to_string_lossy()
+            .into_owned();
+        scoreboard::job_started(&format!(
+            "id={} {} script={script}",
+            request.request_id(),
+            request.tag()
+        ));
+        Some(Self)
+    }
+}
+
+impl Drop for OnScoreboard {
+    fn drop(&mut self) {
+        scoreboard::job_ended();
     }
 }
 

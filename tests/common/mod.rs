@@ -232,15 +232,29 @@ impl TestServer {
         }
     }
 
-    /// Resident memory of the server process, in KiB.
+    /// The serving processes the supervisor forked (empty with `PROCESSES=0`).
+    pub(crate) fn children(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Resident memory of the server, its serving processes included, in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        std::iter::once(self.child.id())
+            .chain(self.children())
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Sends raw bytes on a new connection and returns everything read until the server
@@ -293,6 +307,19 @@ pub(crate) fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
 }
 
 /// A client that does not pool connections between tests.
+/// GETs `url` and parses its body as JSON.
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
+    let text = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{url}: {err}: {text}"))
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))

@@ -5,6 +5,8 @@
 //! implements to receive PHP's output, headers and log lines and to feed it the body.
 #![allow(unsafe_code)]
 
+pub(crate) mod process;
+
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;

@@ -1,0 +1,235 @@
+//! The supervisor (`PROCESSES`): PHP code that crashes its process costs only the requests
+//! that process was running; the listeners stay open, a replacement serves at once, and the
+//! log names the request. Real crashes (C stack overflows in plain PHP), real signals.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, client, get_json};
+
+/// Requests `/hello.php` until it answers 200; how long that took.
+async fn first_good_response(server: &TestServer, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client().get(server.url("/hello.php")).send().await
+            && r.status() == 200
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no good response within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// `clients` loops of `/hello.php` until `stop`.
+fn load(
+    server: &TestServer,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> (Arc<Load>, Vec<tokio::task::JoinHandle<()>>) {
+    let counts = Arc::new(Load::default());
+    let tasks = (0..clients)
+        .map(|_| {
+            let url = server.url("/hello.php");
+            let counts = Arc::clone(&counts);
+            let stop = Arc::clone(stop);
+            tokio::spawn(async move {
+                let client = client();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(&url).send().await {
+                        Ok(r) => {
+                            let good = r.status() == 200;
+                            if good && r.text().await.is_ok() {
+                                counts.ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                counts.failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(err) if err.is_connect() => {
+                            counts.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    (counts, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_script_costs_only_its_own_process_requests() {
+    let server = TestServer::start(&[("PROCESSES", "2"), ("PHP_WORKERS", "2")]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, tasks) = load(&server, 8, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let crash = client()
+        .get(server.url("/crash_destructors.php"))
+        .send()
+        .await;
+    assert!(
+        crash.is_err() || crash.as_ref().is_ok_and(|r| r.status() != 200),
+        "the crashing script answered {crash:?}"
+    );
+    let recovered = first_good_response(&server, Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (ok, failed, refused) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+    );
+    eprintln!("load: {ok} ok, {failed} failed, {refused} refused; recovered in {recovered:?}");
+    assert_eq!(refused, 0, "connections were refused");
+    // Only requests the crashed process held can fail: its 2 workers' and what it had
+    // accepted (at most one per client, 8).
+    assert!(failed <= 8, "{failed} requests failed");
+    assert!(ok > 50, "too little load: {ok}");
+    assert!(server.wait_for_log("serving process crashed", Duration::from_secs(2)));
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serving process crashed"))
+        .unwrap();
+    assert!(line.contains("GET /crash_destructors.php"), "{line}");
+    assert!(line.contains("script="), "{line}");
+}
+
+#[tokio::test]
+async fn five_crashes_in_a_row_and_the_server_still_serves() {
+    let server = TestServer::start(&[("PROCESSES", "1"), ("PHP_WORKERS", "2")]);
+    for round in 0..5 {
+        let script = if round % 2 == 0 {
+            "/crash_destructors.php"
+        } else {
+            "/crash_recursion.php"
+        };
+        let crash = client().get(server.url(script)).send().await;
+        assert!(crash.is_err(), "round {round}: {script} answered {crash:?}");
+        let recovered = first_good_response(&server, Duration::from_secs(1)).await;
+        eprintln!("round {round}: {script}, serving again after {recovered:?}");
+    }
+    assert_eq!(server.log().matches("serving process crashed").count(), 5);
+    assert!(server.log().contains("GET /crash_recursion.php"));
+}
+
+#[tokio::test]
+async fn a_killed_process_is_replaced_and_a_killed_master_leaves_none() {
+    let server = TestServer::start(&[
+        ("PROCESSES", "2"),
+        ("PHP_WORKERS", "1"),
+        ("INTERNAL_ADDR", "127.0.0.1:0"),
+    ]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    let children = server.children();
+    assert_eq!(children.len(), 2, "{children:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &children[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        server.wait_for_log("SIGKILL", Duration::from_secs(2)),
+        "{}",
+        server.log()
+    );
+    first_good_response(&server, Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.children().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no replacement: {:?}",
+            server.children()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!server.children().contains(&children[0]));
+    // Both processes answer for the whole: the restart is counted.
+    let health = get_json(&server.internal_url("/health")).await;
+    assert_eq!(health["process_restarts"], 1, "{health}");
+    assert_eq!(
+        health["processes"].as_array().map(Vec::len),
+        Some(2),
+        "{health}"
+    );
+
+    // SIGKILL of the master: its serving processes follow (they drain and exit).
+    let children = server.children();
+    server.signal("KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while children.iter().any(|pid| {
+        std::path::Path::new(&format!("/proc/{pid}/status")).exists() && !is_zombie(*pid)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "serving processes outlived the master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+    })
+}
+
+#[tokio::test]
+async fn every_process_shares_one_opcache() {
+    let server = TestServer::start(&[("PROCESSES", "2"), ("PHP_WORKERS", "1")]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    // Enough requests that both processes answer some.
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        answers.push(get_json(&server.url("/opcache_status.php")).await);
+    }
+    let pids: std::collections::HashSet<u64> =
+        answers.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "both processes should answer: {answers:?}");
+    // One cache: the same cache start, the script cached, and one hit count that grows
+    // with every request whichever process answers it.
+    let hits: Vec<u64> = answers
+        .iter()
+        .map(|r| r["hits"].as_u64().unwrap())
+        .collect();
+    assert!(
+        hits.windows(2).all(|w| w[1] > w[0]),
+        "hits {hits:?} are not one count"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|r| r["start_time"] == answers[0]["start_time"])
+    );
+    assert!(answers.iter().skip(1).all(|r| r["cached_here"] == true));
+}
+
+#[tokio::test]
+async fn processes_0_runs_one_process_without_supervisor() {
+    let server = TestServer::start(&[("PROCESSES", "0")]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    assert!(server.children().is_empty());
+    assert!(!server.log().contains("supervisor started"));
+}
