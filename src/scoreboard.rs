@@ -7,7 +7,7 @@
 //! call is a no-op.
 //!
 //! Layout, in 64-bit words: a header (restarts, processes, slots per process), then per
-//! process a record (pid, busy workers) and its worker slots. A slot is a sequence number
+//! process a record (pid, busy workers, ready) and its worker slots. A slot is a sequence number
 //! (odd while its writer changes it), the start time (ms since the epoch; 0 = idle), the
 //! text's length and [`TEXT_BYTES`] of text. A reader copies a slot and keeps the copy
 //! only if the sequence number was even and unchanged around it.
@@ -25,7 +25,7 @@ pub(crate) const SLOTS_PER_PROCESS: usize = 128;
 pub(crate) const TEXT_BYTES: usize = 480;
 
 const HEADER_WORDS: usize = 3;
-const PROCESS_WORDS: usize = 2;
+const PROCESS_WORDS: usize = 3;
 const TEXT_WORDS: usize = TEXT_BYTES / 8;
 const SLOT_WORDS: usize = 3 + TEXT_WORDS;
 
@@ -79,6 +79,14 @@ pub(crate) fn enter_process(index: usize) {
             board.clear_slot(index, slot);
         }
         board.words[board.process_base(index) + 1].store(0, Ordering::Relaxed);
+        board.words[board.process_base(index) + 2].store(0, Ordering::Release);
+    }
+}
+
+/// In a serving process: PHP and the router are up, it accepts connections.
+pub(crate) fn mark_ready() {
+    if let (Some(board), Some(process)) = (board(), this_process()) {
+        board.words[board.process_base(process) + 2].store(1, Ordering::Release);
     }
 }
 
@@ -152,6 +160,11 @@ impl Scoreboard {
     /// The pid of process number `process` (0 while it is not running).
     pub(crate) fn pid(&self, process: usize) -> i32 {
         self.words[self.process_base(process)].load(Ordering::Relaxed) as i32
+    }
+
+    /// Whether process number `process` has started and accepts connections.
+    pub(crate) fn ready(&self, process: usize) -> bool {
+        self.words[self.process_base(process) + 2].load(Ordering::Acquire) == 1
     }
 
     /// Workers of process number `process` running a request now.

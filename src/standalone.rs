@@ -73,14 +73,58 @@ pub(crate) struct Listeners {
 /// Connections the kernel queues while every serving process is busy (or restarting).
 const LISTEN_BACKLOG: i32 = 1024;
 
+/// The listening descriptors a reloading master passes to its next image ("main[,internal]").
+pub(crate) const ENV_INHERITED_LISTENERS: &str = "TOKIO_PHP_INHERITED_LISTENERS";
+
 impl Listeners {
     fn bind(config: &Config) -> Result<Self, u8> {
+        if let Ok(fds) = std::env::var(ENV_INHERITED_LISTENERS) {
+            // A reload: the previous master image left them open (read once, here).
+            return Self::inherited(&fds);
+        }
         let main = bind(config.listen_addr, config::ENV_LISTEN_ADDR)?;
         let internal = match config.internal_addr {
             Some(addr) => Some(bind(addr, config::ENV_INTERNAL_ADDR)?),
             None => None,
         };
         Ok(Self { main, internal })
+    }
+
+    /// The listeners the previous master image left open for this one (a reload).
+    fn inherited(fds: &str) -> Result<Self, u8> {
+        let mut listeners = fds.split(',').map(|fd| {
+            fd.parse::<i32>()
+                .map_err(|_| std::io::Error::other(format!("{fd:?} is not a descriptor")))
+                .and_then(crate::ffi::process::inherited_listener)
+        });
+        let main = match listeners.next() {
+            Some(Ok(listener)) => listener,
+            Some(Err(err)) => {
+                tracing::error!(error = %err, "reload: cannot take over the listening socket");
+                return Err(1);
+            }
+            None => return Err(1),
+        };
+        let internal = match listeners.next().transpose() {
+            Ok(internal) => internal,
+            Err(err) => {
+                tracing::error!(error = %err, "reload: cannot take over the internal listener");
+                return Err(1);
+            }
+        };
+        Ok(Self { main, internal })
+    }
+
+    /// Keeps the listening sockets open across `exec` (a reload); their descriptors, in
+    /// the form [`ENV_INHERITED_LISTENERS`] takes.
+    pub(crate) fn keep_across_exec(&self) -> std::io::Result<String> {
+        use std::os::fd::AsRawFd;
+        let mut fds = Vec::new();
+        for listener in std::iter::once(&self.main).chain(self.internal.as_ref()) {
+            rustix::io::fcntl_setfd(listener, rustix::io::FdFlags::empty())?;
+            fds.push(listener.as_raw_fd().to_string());
+        }
+        Ok(fds.join(","))
     }
 
     fn announce(&self, server: &Server) {
@@ -117,6 +161,7 @@ fn bind(addr: SocketAddr, name: &str) -> Result<std::net::TcpListener, u8> {
 /// internal server stops and PHP shuts down. The exit code.
 pub(crate) async fn serve(server: Server, listeners: Listeners, app: App) -> u8 {
     listeners.announce(&server);
+    crate::scoreboard::mark_ready();
     let listener = match tokio::net::TcpListener::from_std(listeners.main) {
         Ok(listener) => listener,
         Err(err) => {

@@ -10,11 +10,20 @@
 //! was running, read from the [scoreboard](crate::scoreboard).
 //!
 //! SIGTERM / SIGINT / SIGQUIT go to every serving process, which drains as a single
-//! process does (a second one exits at once); the master exits when they all have. SIGHUP
-//! goes to every process too (TLS certificates reload). A serving process receives SIGTERM
-//! when the master dies, so none is left behind. A process that exits with status 2
-//! could not start (its configuration): the master stops the others and exits with 2.
+//! process does (a second one exits at once); the master exits when they all have.
+//!
+//! SIGHUP is a graceful reload: the master keeps its listening sockets open and executes
+//! its binary again (same pid, same arguments and environment). The new image reads the
+//! configuration, php.ini and TLS files afresh, resolves `DOCUMENT_ROOT` again (a switched
+//! `current` symlink takes effect), starts PHP with a new OPcache and forks a new
+//! generation; once every new process accepts, the previous generation drains. Both
+//! accept from the same queues meanwhile, so no connection is refused.
+//!
+//! A serving process receives SIGTERM when the master dies, so none is left behind. A
+//! process that exits with status 2 could not start (its configuration): the master stops
+//! the others and exits with 2.
 
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use crate::App;
@@ -24,7 +33,13 @@ use crate::metrics;
 use crate::php::engine::{self, PhpEngine};
 use crate::scoreboard::{self, Scoreboard};
 use crate::server::Server;
-use crate::standalone::{self, Listeners};
+use crate::standalone::{self, ENV_INHERITED_LISTENERS, Listeners};
+
+/// The serving processes of the generation before a reload, which drain once the new one
+/// accepts ("pid,pid").
+const ENV_PREVIOUS_GENERATION: &str = "TOKIO_PHP_PREVIOUS_GENERATION";
+/// How long a new generation may take to start before the previous one drains anyway.
+const GENERATION_START: Duration = Duration::from_secs(30);
 
 /// How often the master looks at its children when no signal comes.
 const TICK: Duration = Duration::from_millis(200);
@@ -57,6 +72,16 @@ struct Master {
     children: Vec<Child>,
     stopping: bool,
     exit_code: u8,
+    /// The previous generation's processes (after a reload), until they are told to drain.
+    previous: Vec<i32>,
+    started: Instant,
+}
+
+/// The previous generation's serving processes, when this image was started by a reload.
+fn previous_generation() -> Vec<i32> {
+    std::env::var(ENV_PREVIOUS_GENERATION)
+        .map(|pids| pids.split(',').filter_map(|pid| pid.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Runs the master until every serving process has ended; the exit code.
@@ -91,6 +116,8 @@ pub(crate) fn run(config: Config, server: Server, listeners: Listeners) -> u8 {
         children: (0..processes).map(|_| Child::default()).collect(),
         stopping: false,
         exit_code: 0,
+        previous: previous_generation(),
+        started: Instant::now(),
     };
     for index in 0..processes {
         master.start(index);
@@ -170,9 +197,10 @@ impl Master {
                     // The same signal: a second one makes them exit at once, with its code.
                     self.signal_all(signal);
                 }
-                Some(process::SIGHUP) => self.signal_all(process::SIGHUP),
+                Some(process::SIGHUP) if !self.stopping => self.reload(),
                 _ => {}
             }
+            self.retire_previous_generation();
             while let Some((pid, end)) = process::reap_child() {
                 self.ended(pid, end);
             }
@@ -190,6 +218,71 @@ impl Master {
                     self.board.count_restart();
                     self.start(index);
                 }
+            }
+        }
+    }
+
+    /// SIGHUP: executes the binary again over the same listeners (see the module docs).
+    /// On failure the current generation keeps serving.
+    fn reload(&mut self) {
+        let Some(listeners) = &self.listeners else {
+            return;
+        };
+        // What the new image will read, checked first: a certificate pair that does not
+        // load (or a document root that is gone) keeps the current generation serving.
+        let checked = self
+            .config
+            .validate()
+            .map_err(|err| err.to_string())
+            .and_then(|()| Server::from_config(&self.config).map_err(|err| err.to_string()));
+        if let Err(err) = checked {
+            tracing::error!("reload refused: {err}; the current processes keep serving");
+            return;
+        }
+        let fds = match listeners.keep_across_exec() {
+            Ok(fds) => fds,
+            Err(err) => {
+                tracing::error!(error = %err, "reload failed: cannot keep the listeners open; the current processes keep serving");
+                return;
+            }
+        };
+        let generation: Vec<String> = self
+            .children
+            .iter()
+            .filter_map(|child| child.pid)
+            .chain(self.previous.iter().copied())
+            .map(|pid| pid.to_string())
+            .collect();
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(err) => {
+                tracing::error!(error = %err, "reload failed: cannot find the binary; the current processes keep serving");
+                return;
+            }
+        };
+        tracing::info!(binary = %exe.display(), draining_after_start = ?generation, "reload (SIGHUP): starting a new generation");
+        let err = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(ENV_INHERITED_LISTENERS, fds)
+            .env(ENV_PREVIOUS_GENERATION, generation.join(","))
+            .exec();
+        tracing::error!(binary = %exe.display(), error = %err, "reload failed: cannot execute the binary; the current processes keep serving");
+    }
+
+    /// After a reload: tells the previous generation to drain once every new process
+    /// accepts (or the new generation took too long, or the master stops).
+    fn retire_previous_generation(&mut self) {
+        if self.previous.is_empty() {
+            return;
+        }
+        let all_ready = (0..self.children.len()).all(|index| self.board.ready(index));
+        if !(all_ready || self.stopping || self.started.elapsed() > GENERATION_START) {
+            return;
+        }
+        tracing::info!(processes = ?self.previous, "reload: the new generation serves; the previous one drains");
+        for pid in self.previous.drain(..) {
+            if let Err(err) = process::send_signal(pid, process::SIGTERM) {
+                tracing::debug!(pid, error = %err, "previous serving process already gone");
             }
         }
     }
@@ -231,6 +324,14 @@ impl Master {
             .map(|r| format!("{} ({} ms)", r.what, r.for_ms))
             .collect();
         match end {
+            ChildEnd::Exited(CANNOT_START) if !self.previous.is_empty() => {
+                tracing::error!(
+                    process = index,
+                    pid,
+                    "reload: the new generation cannot start (see its error above); the previous one keeps serving: fix it and send SIGHUP again"
+                );
+                return;
+            }
             ChildEnd::Exited(CANNOT_START) => {
                 tracing::error!(
                     process = index,

@@ -102,9 +102,10 @@ async fn a_crashing_script_costs_only_its_own_process_requests() {
     );
     eprintln!("load: {ok} ok, {failed} failed, {refused} refused; recovered in {recovered:?}");
     assert_eq!(refused, 0, "connections were refused");
-    // Only requests the crashed process held can fail: its 2 workers' and what it had
-    // accepted (at most one per client, 8).
-    assert!(failed <= 8, "{failed} requests failed");
+    // Only requests that reached the crashing process can fail: the one each client had
+    // on it, and a retry that the process accepted in the ~0.4 s before it died. The other
+    // process kept serving throughout (ok counts every client's successes).
+    assert!(failed <= 16, "{failed} requests failed");
     assert!(ok > 50, "too little load: {ok}");
     assert!(server.wait_for_log("serving process crashed", Duration::from_secs(2)));
     let log = server.log();
@@ -232,4 +233,77 @@ async fn processes_0_runs_one_process_without_supervisor() {
     first_good_response(&server, Duration::from_secs(5)).await;
     assert!(server.children().is_empty());
     assert!(!server.log().contains("supervisor started"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_switched_release_without_failing_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    for release in ["1", "2"] {
+        let root = dir.path().join("releases").join(release);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("hello.php"), "<?php echo 'hello';").unwrap();
+        std::fs::write(root.join("version.php"), format!("<?php echo '{release}';")).unwrap();
+    }
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(dir.path().join("releases/1"), &current).unwrap();
+    let server = TestServer::start_with_root(&current, &[("PROCESSES", "2"), ("PHP_WORKERS", "1")]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    let version = || async {
+        client()
+            .get(server.url("/version.php"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(version().await, "1");
+    let before = server.children();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, tasks) = load(&server, 8, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The usual atomic deploy: a new link renamed over `current` (ln -sfn), then SIGHUP.
+    let next = dir.path().join("current.next");
+    std::os::unix::fs::symlink(dir.path().join("releases/2"), &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version().await != "2" {
+        assert!(
+            Instant::now() < deadline,
+            "release 2 not served: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.wait_for_log("the previous one drains", Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (ok, failed, refused) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+    );
+    eprintln!("reload under load: {ok} ok, {failed} failed, {refused} refused");
+    assert_eq!(
+        (failed, refused),
+        (0, 0),
+        "requests failed across the reload"
+    );
+    assert!(ok > 50, "too little load: {ok}");
+    // Every request now runs in the new generation, from release 2.
+    for _ in 0..10 {
+        assert_eq!(version().await, "2");
+    }
+    let after = server.children();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "{before:?} {after:?}"
+    );
 }

@@ -187,9 +187,11 @@ async fn reqwest_over_https_with_the_dev_certificate() {
 
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_open_connections_keep_working() {
+    // A single process rotates its certificate in place; under the supervisor SIGHUP
+    // starts a new generation instead (tests/supervisor.rs).
     let dir = tempfile::tempdir().unwrap();
     let first = dev_cert(dir.path(), "first");
-    let server = start_tls(&first, &[]);
+    let server = start_tls(&first, &[("PROCESSES", "0")]);
     let versions = [&rustls::version::TLS13];
 
     let mut open = h2_over(

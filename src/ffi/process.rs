@@ -138,6 +138,23 @@ pub(crate) fn die_with_parent(signal: i32, parent: i32) -> bool {
     }
 }
 
+/// The listening socket open as descriptor `fd`, inherited across `exec` from the master
+/// before a reload; an error unless it is a listening TCP socket.
+pub(crate) fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    // SAFETY: `fd` is only borrowed to look at it; it is checked to be an open socket
+    // (getsockopt fails on anything else) before it is owned below.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    if !rustix::net::sockopt::socket_acceptconn(borrowed)? {
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is not a listening socket"
+        )));
+    }
+    // SAFETY: the descriptor is an open listening socket (checked above) that nothing else
+    // in this process owns: the environment variable that named it is read once.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+}
+
 /// This process's id.
 pub(crate) fn pid() -> i32 {
     std::process::id() as i32

@@ -54,6 +54,11 @@ use super::rewind::Rewind;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection that has not sent its first request is looked at.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long an idle HTTP/1 keep-alive connection stays open once the listener drains: a
+/// request its client sends meanwhile is answered with `Connection: close` instead of
+/// meeting a closed socket (a request in flight when an idle connection closes is lost to
+/// a client that does not retry).
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 /// How long an HTTP/1 connection has nothing in flight before it is parked: hyper's
 /// buffers (16–24 KiB) are freed until the client sends again. Busy keep-alive
 /// connections, whose next request follows within this, never pay for the re-creation.
@@ -134,6 +139,7 @@ async fn drive<I>(
         activity: Arc::clone(&activity),
         max_uri_length: shared.limits.max_uri_length,
         early_hints: io.early_hints(),
+        drain: drain.clone(),
     };
     let mut io = Rewind::new(io);
     // The first bytes tell the HTTP/2 preface from an HTTP/1 request. No hyper state
@@ -256,7 +262,7 @@ async fn serve_http1<I>(
                     Pin::new(&mut *connection).graceful_shutdown();
                     parking = true;
                 }
-                () = draining(&mut drain, activity), if !closing => {
+                () = draining_http1(&mut drain, activity), if !closing => {
                     Pin::new(&mut *connection).graceful_shutdown();
                     closing = true;
                 }
@@ -296,7 +302,7 @@ async fn serve_http1<I>(
                 log_close(remote, reason);
                 return;
             }
-            () = draining(&mut drain, activity) => return,
+            () = draining_http1(&mut drain, activity) => return,
         }
     }
 }
@@ -328,6 +334,16 @@ async fn draining(drain: &mut watch::Receiver<bool>, activity: &Activity) {
         return std::future::pending().await;
     }
     while activity.requests.load(Ordering::Acquire) == 0 {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// [`draining`] for HTTP/1: then [`DRAIN_IDLE_GRACE`] for a request already on its way
+/// (answered with `Connection: close`), then once nothing is in flight.
+async fn draining_http1(drain: &mut watch::Receiver<bool>, activity: &Activity) {
+    draining(drain, activity).await;
+    tokio::time::sleep(DRAIN_IDLE_GRACE).await;
+    while activity.in_flight.load(Ordering::Acquire) > 0 {
         tokio::time::sleep(DRAIN_POLL).await;
     }
 }
@@ -611,6 +627,8 @@ struct ConnectionService {
     activity: Arc<Activity>,
     max_uri_length: usize,
     early_hints: EarlyHints,
+    /// Whether the listener drains: HTTP/1 responses then close their connection.
+    drain: watch::Receiver<bool>,
 }
 
 type ServiceFuture =
@@ -649,9 +667,17 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
         if request.version() == http::Version::HTTP_11 {
             request.extensions_mut().insert(self.early_hints.clone());
         }
+        let close = request.version() <= http::Version::HTTP_11 && *self.drain.borrow();
         let future = tower::Service::call(&mut self.router.clone(), request);
         Box::pin(async move {
-            let response = future.await?;
+            let mut response = future.await?;
+            if close {
+                // Draining: this is the connection's last response.
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             // The body type hyper writes: no second box around the response body.
             Ok(response.map(|inner| InFlightBody { inner, guard }))
         })
