@@ -73,6 +73,23 @@ fn load(
     (counts, tasks)
 }
 
+/// Stops the load; (ok, failed, refused).
+async fn stop_load(
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    counts: &Load,
+) -> (u64, u64, u64) {
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_script_costs_only_its_own_process_requests() {
     let server = TestServer::start(&[("PROCESSES", "2"), ("PHP_WORKERS", "2")]);
@@ -91,15 +108,7 @@ async fn a_crashing_script_costs_only_its_own_process_requests() {
     );
     let recovered = first_good_response(&server, Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let (ok, failed, refused) = (
-        counts.ok.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-        counts.refused.load(Ordering::Relaxed),
-    );
+    let (ok, failed, refused) = stop_load(&stop, tasks, &counts).await;
     eprintln!("load: {ok} ok, {failed} failed, {refused} refused; recovered in {recovered:?}");
     assert_eq!(refused, 0, "connections were refused");
     // Only requests that reached the crashing process can fail: the one each client had
@@ -280,15 +289,7 @@ async fn sighup_serves_a_switched_release_without_failing_a_request() {
     }
     assert!(server.wait_for_log("the previous one drains", Duration::from_secs(10)));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let (ok, failed, refused) = (
-        counts.ok.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-        counts.refused.load(Ordering::Relaxed),
-    );
+    let (ok, failed, refused) = stop_load(&stop, tasks, &counts).await;
     eprintln!("reload under load: {ok} ok, {failed} failed, {refused} refused");
     assert_eq!(
         (failed, refused),
