@@ -1,6 +1,6 @@
 //! Finds PHP (PHP_CONFIG, then the project's cached ZTS build, then `php-config` on PATH),
 //! compiles the SAPI shim in `php-ext/`, links libphp with a runtime search path, and warns
-//! when that PHP is not thread-safe (the worker pool needs a ZTS build).
+//! when that PHP is not thread-safe (one PHP worker per process then).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn main() {
     let header = std::fs::read_to_string(&php_config_h).unwrap_or_default();
     if !header.lines().any(|l| l.trim() == "#define ZTS 1") {
         println!(
-            "cargo::warning=PHP at {} is not thread-safe (no ZTS in {}): tokio_php runs PHP on several threads and needs a ZTS build; run `make php`",
+            "cargo::warning=PHP at {} is not thread-safe (no ZTS in {}): each serving process runs one PHP worker (PROCESSES gives the concurrency) and worker mode is off; `make php` builds a ZTS PHP",
             php_config.display(),
             php_config_h.display()
         );

@@ -146,7 +146,7 @@ impl App {
         if !ffi::is_zts() && workers > 1 {
             tracing::warn!(
                 requested = workers,
-                "PHP is not thread-safe (NTS): running exactly 1 PHP worker; build a ZTS PHP (make php) for more"
+                "PHP is not thread-safe (NTS): running exactly 1 PHP worker per process; PROCESSES=N runs N processes, or build a ZTS PHP (make php) for more workers per process"
             );
             workers = 1;
         }
