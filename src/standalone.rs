@@ -1,6 +1,6 @@
 //! The standalone server, as the binary runs it: the listeners, PHP, the router, the
 //! internal server, and a clean exit on SIGTERM or Ctrl-C. With `PROCESSES` above 0 (the
-//! default) the [supervisor](crate::supervisor) runs serving processes that each do what
+//! default) the supervisor (docs/supervisor.md) runs serving processes that each do what
 //! a single process does here.
 
 use std::net::SocketAddr;
