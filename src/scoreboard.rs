@@ -7,7 +7,8 @@
 //! call is a no-op.
 //!
 //! Layout, in 64-bit words: a header (restarts, processes, slots per process), then per
-//! process a record (pid, busy workers, ready) and its worker slots. A slot is a sequence number
+//! process a record (pid, busy workers, ready, the classic pool's counters) and its worker
+//! slots. The counters survive a restart of their process, so their sums only grow. A slot is a sequence number
 //! (odd while its writer changes it), the start time (ms since the epoch; 0 = idle), the
 //! text's length and [`TEXT_BYTES`] of text. A reader copies a slot and keeps the copy
 //! only if the sequence number was even and unchanged around it.
@@ -25,7 +26,7 @@ pub(crate) const SLOTS_PER_PROCESS: usize = 128;
 pub(crate) const TEXT_BYTES: usize = 480;
 
 const HEADER_WORDS: usize = 3;
-const PROCESS_WORDS: usize = 3;
+const PROCESS_WORDS: usize = 3 + Counter::ALL.len();
 const TEXT_WORDS: usize = TEXT_BYTES / 8;
 const SLOT_WORDS: usize = 3 + TEXT_WORDS;
 
@@ -45,6 +46,39 @@ static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     /// This worker thread's slot, taken on its first request.
     static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// A classic-pool counter that `/metrics` and `/health` sum over every serving process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counter {
+    /// Requests PHP finished.
+    Served,
+    /// Requests refused because the queue was full.
+    Rejected,
+    /// Scripts that ended in a fatal error.
+    FatalErrors,
+    /// Scripts ended by `max_execution_time`.
+    Timeouts,
+}
+
+impl Counter {
+    const ALL: [Self; 4] = [
+        Self::Served,
+        Self::Rejected,
+        Self::FatalErrors,
+        Self::Timeouts,
+    ];
+
+    fn word(self) -> usize {
+        3 + self as usize
+    }
+}
+
+/// Counts one `counter` event for this process; no-op without a supervisor.
+pub(crate) fn count(counter: Counter) {
+    if let (Some(board), Some(process)) = (board(), this_process()) {
+        board.words[board.process_base(process) + counter.word()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A request a process was running, read off the board.
@@ -170,6 +204,18 @@ impl Scoreboard {
     /// Workers of process number `process` running a request now.
     pub(crate) fn busy(&self, process: usize) -> u64 {
         self.words[self.process_base(process) + 1].load(Ordering::Relaxed)
+    }
+
+    /// `counter` summed over every serving process.
+    pub(crate) fn total(&self, counter: Counter) -> u64 {
+        (0..self.processes)
+            .map(|p| self.words[self.process_base(p) + counter.word()].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Busy workers summed over every serving process.
+    pub(crate) fn total_busy(&self) -> u64 {
+        (0..self.processes).map(|p| self.busy(p)).sum()
     }
 
     /// Serving processes the supervisor started again after one ended.

@@ -336,3 +336,48 @@ async fn with_four_processes_a_crash_costs_about_a_quarter_of_the_requests_in_fl
     );
     assert!(ok > 100, "too little load: {ok}");
 }
+
+#[tokio::test]
+async fn metrics_and_health_count_every_process() {
+    let server = TestServer::start(&[
+        ("PROCESSES", "2"),
+        ("PHP_WORKERS", "1"),
+        ("INTERNAL_ADDR", "127.0.0.1:0"),
+    ]);
+    first_good_response(&server, Duration::from_secs(5)).await;
+    let before = get_json(&server.internal_url("/health")).await["requests_served"]
+        .as_u64()
+        .unwrap();
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..30 {
+        pids.insert(
+            get_json(&server.url("/opcache_status.php")).await["pid"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(pids.len(), 2, "both processes should serve");
+    // Whichever process answers, the figures are the sum over both.
+    for _ in 0..6 {
+        let health = get_json(&server.internal_url("/health")).await;
+        assert_eq!(
+            health["requests_served"].as_u64().unwrap(),
+            before + 30,
+            "{health}"
+        );
+        assert_eq!(health["workers"], 2, "{health}");
+        let text = client()
+            .get(server.internal_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let served = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tokio_php_requests_served_total "))
+            .unwrap();
+        assert_eq!(served.parse::<u64>().unwrap(), before + 30, "{text}");
+    }
+}

@@ -43,7 +43,7 @@ use crate::ffi::{
     WorkerJob,
 };
 use crate::log_throttle::Throttle;
-use crate::scoreboard;
+use crate::scoreboard::{self, Counter};
 
 /// How often a script past its deadline is interrupted again while it runs on.
 pub(crate) const OVERDUE_INTERVAL: Duration = Duration::from_millis(100);
@@ -438,10 +438,10 @@ impl RunningJob {
             ExecOutcome::Done(end) => end,
         };
         if end.fatal {
-            stats.fatal_errors.fetch_add(1, Ordering::Relaxed);
+            stats.count(Counter::FatalErrors);
         }
         if end.timed_out {
-            stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            stats.count(Counter::Timeouts);
         }
         if let Some(count) = stats.requests_per_worker.get(self.worker) {
             count.fetch_add(1, Ordering::Relaxed);
@@ -452,7 +452,7 @@ impl RunningJob {
             waited_us = self.waited.as_micros() as u64,
             "PHP request done"
         );
-        stats.served.fetch_add(1, Ordering::Relaxed);
+        stats.count(Counter::Served);
         self.writer.finish(end.fatal);
         // The busy count, the admission and the span end with `self`, here.
     }

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::job::{Job, JobHandle, NewJob, RunningJob, WorkerSlot};
 use super::stats::PoolStats;
 use crate::ffi::ThreadGuard;
+use crate::scoreboard::Counter;
 
 /// Stack size of a worker thread: PHP recursion and large arrays need room.
 pub(crate) const WORKER_STACK_SIZE: usize = 64 * 1024 * 1024;
@@ -50,7 +51,7 @@ impl PoolHandle {
         let refused = match self.jobs.try_send(job) {
             Ok(()) => return Ok(handle),
             Err(TrySendError::Full(job)) => {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(Counter::Rejected);
                 SubmitError::QueueFull(Box::new(job))
             }
             Err(TrySendError::Disconnected(job)) => SubmitError::ShuttingDown(Box::new(job)),
@@ -88,7 +89,10 @@ impl WorkerPool {
     pub(crate) fn start(workers: usize, capacity: usize) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(capacity.max(1));
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let stats = Arc::new(PoolStats::default());
+        let stats = Arc::new(PoolStats {
+            on_scoreboard: true,
+            ..PoolStats::default()
+        });
         let mut threads = Vec::with_capacity(workers);
         for id in 0..workers {
             let jobs = jobs_rx.clone();

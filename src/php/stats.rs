@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::pool::PoolHandle;
 use crate::metrics::Histogram;
+use crate::scoreboard::{self, Counter};
 
 /// Figures about the pool, shared with whoever reports them (the internal server's
 /// `/health` and `/metrics`).
@@ -32,6 +33,50 @@ pub(crate) struct PoolStats {
     pub script_restarts: AtomicU64,
     /// Worker mode: requests served by each worker thread, by its number.
     pub requests_per_worker: Vec<AtomicU64>,
+    /// The classic pool: its counters are mirrored on the supervisor's scoreboard, so
+    /// `/metrics` and `/health` show them summed over every serving process.
+    pub on_scoreboard: bool,
+}
+
+impl PoolStats {
+    /// Counts `counter` here and, for the classic pool under a supervisor, on the board.
+    pub(crate) fn count(&self, counter: Counter) {
+        let local = match counter {
+            Counter::Served => &self.served,
+            Counter::Rejected => &self.rejected,
+            Counter::FatalErrors => &self.fatal_errors,
+            Counter::Timeouts => &self.timeouts,
+        };
+        local.fetch_add(1, Ordering::Relaxed);
+        if self.on_scoreboard {
+            scoreboard::count(counter);
+        }
+    }
+
+    /// `counter` as `/metrics` shows it: summed over every serving process under a
+    /// supervisor (classic pool), else this process's.
+    pub(crate) fn total(&self, counter: Counter) -> u64 {
+        if self.on_scoreboard
+            && let Some(board) = scoreboard::board()
+        {
+            return board.total(counter);
+        }
+        let local = match counter {
+            Counter::Served => &self.served,
+            Counter::Rejected => &self.rejected,
+            Counter::FatalErrors => &self.fatal_errors,
+            Counter::Timeouts => &self.timeouts,
+        };
+        local.load(Ordering::Relaxed)
+    }
+
+    /// Busy workers as `/metrics` shows them (summed over processes likewise).
+    pub(crate) fn total_busy(&self) -> u64 {
+        match scoreboard::board() {
+            Some(board) if self.on_scoreboard => board.total_busy(),
+            _ => self.busy.load(Ordering::Relaxed) as u64,
+        }
+    }
 }
 
 /// Counts a worker as busy while it lives, panics included.
@@ -61,8 +106,7 @@ impl PoolHandle {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
             );
         };
-        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-            let value = value.load(Ordering::Relaxed);
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = write!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
@@ -71,14 +115,14 @@ impl PoolHandle {
         gauge(
             out,
             "tokio_php_workers",
-            "PHP worker threads.",
-            pool.workers() as u64,
+            "PHP worker threads (of every serving process).",
+            (pool.workers() * scoreboard::board().map_or(1, |b| b.processes())) as u64,
         );
         gauge(
             out,
             "tokio_php_busy_workers",
             "PHP workers running a request now.",
-            stats.busy.load(Ordering::Relaxed) as u64,
+            stats.total_busy(),
         );
         gauge(
             out,
@@ -90,31 +134,31 @@ impl PoolHandle {
             out,
             "tokio_php_requests_served_total",
             "Requests PHP finished.",
-            &stats.served,
+            stats.total(Counter::Served),
         );
         counter(
             out,
             "tokio_php_rejected_total",
             "Requests refused with 503 because the PHP queue was full.",
-            &stats.rejected,
+            stats.total(Counter::Rejected),
         );
         counter(
             out,
             "tokio_php_fatal_errors_total",
             "PHP scripts that ended in a fatal error (500 unless output had been sent).",
-            &stats.fatal_errors,
+            stats.total(Counter::FatalErrors),
         );
         counter(
             out,
             "tokio_php_timeouts_total",
             "PHP scripts ended by max_execution_time.",
-            &stats.timeouts,
+            stats.total(Counter::Timeouts),
         );
         counter(
             out,
             "tokio_php_worker_restarts_total",
             "PHP workers restarted after a panic.",
-            &stats.worker_restarts,
+            stats.worker_restarts.load(Ordering::Relaxed),
         );
         stats.execution_seconds.render(
             out,
