@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, client, get_json};
+use common::{TestServer, client, get_json, get_text};
 
 /// Requests `/hello.php` until it answers 200; how long that took.
 async fn first_good_response(server: &TestServer, limit: Duration) -> Duration {
@@ -366,14 +366,7 @@ async fn metrics_and_health_count_every_process() {
             "{health}"
         );
         assert_eq!(health["workers"], 2, "{health}");
-        let text = client()
-            .get(server.internal_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&server.internal_url("/metrics")).await;
         let served = text
             .lines()
             .find_map(|l| l.strip_prefix("tokio_php_requests_served_total "))

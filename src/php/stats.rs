@@ -41,13 +41,7 @@ pub(crate) struct PoolStats {
 impl PoolStats {
     /// Counts `counter` here and, for the classic pool under a supervisor, on the board.
     pub(crate) fn count(&self, counter: Counter) {
-        let local = match counter {
-            Counter::Served => &self.served,
-            Counter::Rejected => &self.rejected,
-            Counter::FatalErrors => &self.fatal_errors,
-            Counter::Timeouts => &self.timeouts,
-        };
-        local.fetch_add(1, Ordering::Relaxed);
+        self.local(counter).fetch_add(1, Ordering::Relaxed);
         if self.on_scoreboard {
             scoreboard::count(counter);
         }
@@ -61,13 +55,16 @@ impl PoolStats {
         {
             return board.total(counter);
         }
-        let local = match counter {
+        self.local(counter).load(Ordering::Relaxed)
+    }
+
+    fn local(&self, counter: Counter) -> &AtomicU64 {
+        match counter {
             Counter::Served => &self.served,
             Counter::Rejected => &self.rejected,
             Counter::FatalErrors => &self.fatal_errors,
             Counter::Timeouts => &self.timeouts,
-        };
-        local.load(Ordering::Relaxed)
+        }
     }
 
     /// Busy workers as `/metrics` shows them (summed over processes likewise).

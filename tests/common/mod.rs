@@ -306,20 +306,25 @@ pub(crate) fn dev_cert(dir: &std::path::Path, name: &str) -> DevCert {
     }
 }
 
-/// A client that does not pool connections between tests.
 /// GETs `url` and parses its body as JSON.
 pub(crate) async fn get_json(url: &str) -> serde_json::Value {
-    let text = client()
+    let text = get_text(url).await;
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{url}: {err}: {text}"))
+}
+
+/// GETs `url`: its body as text.
+pub(crate) async fn get_text(url: &str) -> String {
+    client()
         .get(url)
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{url}: {err}: {text}"))
+        .unwrap()
 }
 
+/// A client that does not pool connections between tests.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
