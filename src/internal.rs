@@ -128,7 +128,7 @@ async fn health(State(internal): State<Internal>) -> Response {
     let mut body = serde_json::json!({
         "status": if draining { "draining" } else { "ok" },
         "uptime_secs": internal.lifecycle.uptime().as_secs(),
-        "workers": internal.pool.workers() * crate::scoreboard::board().map_or(1, |b| b.processes()),
+        "workers": internal.pool.total_workers(),
         "busy_workers": stats.total_busy(),
         "queue_depth": internal.pool.queue_depth(),
         "requests_served": stats.total(crate::scoreboard::Counter::Served),

@@ -257,16 +257,8 @@ async fn sighup_serves_a_switched_release_without_failing_a_request() {
     std::os::unix::fs::symlink(dir.path().join("releases/1"), &current).unwrap();
     let server = TestServer::start_with_root(&current, &[("PROCESSES", "2"), ("PHP_WORKERS", "1")]);
     first_good_response(&server, Duration::from_secs(5)).await;
-    let version = || async {
-        client()
-            .get(server.url("/version.php"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let version_url = server.url("/version.php");
+    let version = || get_text(&version_url);
     assert_eq!(version().await, "1");
     let before = server.children();
 

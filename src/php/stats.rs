@@ -93,6 +93,15 @@ impl Drop for BusyGuard {
 }
 
 impl PoolHandle {
+    /// Worker threads as `/metrics` and `/health` show them: of every serving process under
+    /// a supervisor (classic pool), else of this one.
+    pub(crate) fn total_workers(&self) -> usize {
+        match scoreboard::board() {
+            Some(board) if self.stats().on_scoreboard => self.workers() * board.processes(),
+            _ => self.workers(),
+        }
+    }
+
     /// Appends the PHP pool's metrics, in Prometheus text format, to `out`.
     pub(crate) fn render_metrics(&self, out: &mut String) {
         let pool = self;
@@ -113,7 +122,7 @@ impl PoolHandle {
             out,
             "tokio_php_workers",
             "PHP worker threads (of every serving process).",
-            (pool.workers() * scoreboard::board().map_or(1, |b| b.processes())) as u64,
+            pool.total_workers() as u64,
         );
         gauge(
             out,
