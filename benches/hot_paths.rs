@@ -96,6 +96,7 @@ fn header_conversion(c: &mut Criterion) {
                 mount_prefix: "",
                 connection: Some(connection),
                 request_id: None,
+                server_software: tokio_php::config::DEFAULT_SERVER_SOFTWARE,
             };
             PhpRequest::new(black_box(parts), &script, "/srv/app/public", None).unwrap()
         });

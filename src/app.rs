@@ -167,6 +167,7 @@ impl App {
                 source,
             })?
             .max_body_size(config.max_body_size)
+            .server_software(config.effective_server_software())
             .sse_timeout(config.sse_timeout)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl))
             .min_body_rate(MinRate {
@@ -198,6 +199,7 @@ impl App {
                     max_requests: config.worker_max_requests,
                     capacity: config.effective_queue_capacity(count),
                     watch: config.watch,
+                    server_software: config.effective_server_software().to_owned(),
                 })
                 .map_err(|source| StartError::Workers {
                     workers: count,

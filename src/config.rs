@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Default of [`ServerSettings::drain_timeout`] ([`ENV_DRAIN_TIMEOUT_SECS`]).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `$_SERVER['SERVER_SOFTWARE']` when [`ENV_SERVER_SOFTWARE`] is unset.
+pub const DEFAULT_SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
 /// Error pages directory used when [`ENV_ERROR_PAGES_DIR`] is unset, if it exists.
 pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
 /// Smallest [`ENV_MAX_HEADER_SIZE`] hyper accepts.
@@ -211,6 +213,17 @@ settings! {
             parse: some(path),
             example: "/etc/tokio_php/php.ini",
             help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
+        }
+        /// The value of `$_SERVER['SERVER_SOFTWARE']`; None = [`DEFAULT_SERVER_SOFTWARE`].
+        server_software: Option<String> {
+            env: ENV_SERVER_SOFTWARE = "SERVER_SOFTWARE",
+            default: "" => None,
+            parse: some(expecting(
+                server_software,
+                "printable text such as nginx (tokio_php)",
+            )),
+            example: "nginx (tokio_php)",
+            help: "$_SERVER['SERVER_SOFTWARE'] (a value with nginx in it makes WordPress treat the server as nginx); unset = tokio_php/VERSION",
         }
         /// Cache lifetime of static files; None sends no Cache-Control.
         #[serde(rename = "static_cache_ttl_secs", serialize_with = "opt_secs")]
@@ -816,6 +829,12 @@ impl Config {
         self
     }
 
+    /// Sets `$_SERVER['SERVER_SOFTWARE']` (default [`DEFAULT_SERVER_SOFTWARE`]).
+    pub fn server_software(mut self, value: impl Into<String>) -> Self {
+        self.server_software = Some(value.into());
+        self
+    }
+
     /// Sends every request that names no file to `script` (relative to the document root),
     /// as nginx's `try_files $uri $uri/ /index.php?$query_string` does.
     pub fn index_file(mut self, script: impl Into<String>) -> Self {
@@ -1135,6 +1154,13 @@ impl Config {
         Ok(())
     }
 
+    /// `$_SERVER['SERVER_SOFTWARE']`: the one set, else [`DEFAULT_SERVER_SOFTWARE`].
+    pub fn effective_server_software(&self) -> &str {
+        self.server_software
+            .as_deref()
+            .unwrap_or(DEFAULT_SERVER_SOFTWARE)
+    }
+
     /// Whether the listener serves HTTPS.
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
@@ -1222,6 +1248,12 @@ fn paths(value: &str) -> Result<Vec<PathBuf>, String> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .collect())
+}
+
+/// Text PHP can be given as it is: not empty, no control characters.
+fn server_software(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && !value.chars().any(char::is_control)).then(|| value.to_owned())
 }
 
 fn address(value: &str) -> Option<SocketAddr> {
@@ -1419,6 +1451,18 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.name, "ERROR_PAGES_DIR");
+    }
+
+    #[test]
+    fn server_software_is_plain_text_or_the_default() {
+        assert_eq!(
+            Config::default().effective_server_software(),
+            DEFAULT_SERVER_SOFTWARE
+        );
+        let config = Config::from_source(&source(&[("SERVER_SOFTWARE", " nginx (x) ")])).unwrap();
+        assert_eq!(config.effective_server_software(), "nginx (x)");
+        let err = Config::from_source(&source(&[("SERVER_SOFTWARE", "a\nb")])).unwrap_err();
+        assert_eq!(err.name, "SERVER_SOFTWARE");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::pool::{PoolHandle, SubmitError};
 use super::request::{PhpRequest, RequestParts};
 use super::response::{PhpBody, ResponseStart};
 use super::x_sendfile::{self, SendfileRoots};
-use crate::config::DEFAULT_MAX_BODY_SIZE;
+use crate::config::{DEFAULT_MAX_BODY_SIZE, DEFAULT_SERVER_SOFTWARE};
 use crate::context::{
     CollectTimings, ConnectionInfo, ConnectionShare, Deadline, RequestId, ResolvedPath,
 };
@@ -51,6 +51,7 @@ struct Inner {
     sse_timeout: Option<Duration>,
     min_body_rate: MinRate,
     worker_mode: Option<WorkerRoute>,
+    server_software: String,
 }
 
 /// Worker mode: which paths go to the worker script's pool.
@@ -96,6 +97,7 @@ impl PhpService {
                 sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
                 min_body_rate: MinRate::NONE,
                 worker_mode: None,
+                server_software: DEFAULT_SERVER_SOFTWARE.to_owned(),
             }),
         })
     }
@@ -122,6 +124,12 @@ impl PhpService {
     /// Sets how static files are served (cache lifetime).
     pub(crate) fn static_options(mut self, options: StaticOptions) -> Self {
         Arc::make_mut(&mut self.inner).static_options = options;
+        self
+    }
+
+    /// Sets `$_SERVER['SERVER_SOFTWARE']`.
+    pub(crate) fn server_software(mut self, value: &str) -> Self {
+        value.clone_into(&mut Arc::make_mut(&mut self.inner).server_software);
         self
     }
 
@@ -357,6 +365,7 @@ impl Inner {
             mount_prefix,
             connection,
             request_id: parts.extensions.get::<RequestId>().map(RequestId::as_str),
+            server_software: &self.server_software,
         };
         PhpRequest::new(request_parts, script, &self.root_text, content_length).map_err(|err| {
             static INVALID: Throttle = Throttle::per_second(5);
