@@ -1491,6 +1491,8 @@ mod tests {
             ("COMPRESSION_MIN_SIZE", "lots"),
             ("ACCESS_LOG", "2"),
             ("PROFILE", "y"),
+            ("SYMLINKS", "off"),
+            ("ALIASES", "wp-content=/x"),
         ] {
             let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{value}");
@@ -1501,6 +1503,13 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.name, "ERROR_PAGES_DIR");
+        let err = Config::from_source(&source(&[("ALIASES", "/x=/definitely/not/here")]))
+            .unwrap()
+            .document_root(std::env::temp_dir())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.name, "ALIASES");
+        assert!(err.to_string().contains("/x=/definitely/not/here"), "{err}");
     }
 
     #[test]
@@ -1732,6 +1741,15 @@ mod tests {
         assert_eq!(
             Config::default().to_json()["tls_key"],
             serde_json::Value::Null
+        );
+        let json = Config::default()
+            .symlinks(SymlinkPolicy::IfOwner)
+            .aliases([Alias::new("/wp-content/", "/var/lib/wordpress/wp-content").unwrap()])
+            .to_json();
+        assert_eq!(json["symlinks"], "if_owner");
+        assert_eq!(
+            json["aliases"],
+            serde_json::json!(["/wp-content=/var/lib/wordpress/wp-content"])
         );
     }
 
