@@ -6,6 +6,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 use crate::config::{Config, ConfigError};
+use crate::docroot::PathResolver;
 use crate::ffi::{self, StartupError};
 use crate::internal::{self, Lifecycle};
 use crate::layers::error_pages::{ErrorPageSet, ErrorPagesError};
@@ -161,11 +162,24 @@ impl App {
         }
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
-        let php = PhpService::new(pool.handle(), &config.document_root)
+        let resolver = PathResolver::new(&config.document_root)
             .map_err(|source| StartError::DocumentRoot {
                 path: config.document_root.display().to_string(),
                 source,
             })?
+            .symlinks(config.symlinks)
+            .aliases(&config.aliases)
+            .map_err(|err| ConfigError {
+                name: crate::config::ENV_ALIASES,
+                value: config
+                    .aliases
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                expected: format!("existing directories ({err})"),
+            })?;
+        let php = PhpService::new(pool.handle(), resolver)
             .max_body_size(config.max_body_size)
             .server_software(config.effective_server_software())
             .sse_timeout(config.sse_timeout)
@@ -218,7 +232,10 @@ impl App {
             }
         };
         let front_controller = match &config.index_file {
-            Some(script) => Some(FrontControllerLayer::new(php.document_root(), script)?),
+            Some(script) => Some(FrontControllerLayer::with_resolver(
+                php.path_resolver(),
+                script,
+            )?),
             None => None,
         };
         tracing::info!(
@@ -315,6 +332,12 @@ impl App {
     /// The canonical document root.
     pub fn document_root(&self) -> &Path {
         self.php.document_root()
+    }
+
+    /// What resolves request paths to files (document root, `ALIASES`, `SYMLINKS`): give
+    /// it to [`FrontControllerLayer::with_resolver`] when composing the stack yourself.
+    pub fn path_resolver(&self) -> &PathResolver {
+        self.php.path_resolver()
     }
 
     /// Finishes queued requests, ends the workers and shuts PHP down.

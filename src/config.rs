@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::docroot::{Alias, InvalidAlias, SymlinkPolicy};
 use crate::layers::client_ip::TrustedProxies;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -245,13 +246,31 @@ settings! {
             example: "index.php",
             help: "front controller (index.php): runs for every path that names no file",
         }
-        /// Directories X-Sendfile may serve from; empty = the document root.
+        /// Directories X-Sendfile may serve from; empty = the document root and the alias
+        /// directories.
         sendfile_roots: Vec<PathBuf> {
             env: ENV_SENDFILE_ROOTS = "SENDFILE_ROOTS",
             default: "" => Vec::new(),
             parse: paths,
             example: "/srv/private",
-            help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT",
+            help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT and the ALIASES directories",
+        }
+        /// What symlinks below the document root and the alias directories may do.
+        symlinks: SymlinkPolicy {
+            env: ENV_SYMLINKS = "SYMLINKS",
+            default: "follow" => SymlinkPolicy::Follow,
+            parse: expecting(SymlinkPolicy::parse, "follow, if_owner or never"),
+            example: "if_owner",
+            help: "symlinks below DOCUMENT_ROOT and alias directories: follow (wherever they point), if_owner (only when link and target have one owner) or never",
+        }
+        /// URL prefixes served from other directories, as nginx's `alias`.
+        #[serde(serialize_with = "alias_list")]
+        aliases: Vec<Alias> {
+            env: ENV_ALIASES = "ALIASES",
+            default: "" => Vec::new(),
+            parse: alias_entries,
+            example: "/wp-content/=/var/lib/wordpress/wp-content/",
+            help: "URL prefixes served from other directories, PREFIX=DIRECTORY separated by commas (nginx's alias): static files and PHP scripts",
         }
         /// Log line format.
         log_format: LogFormat {
@@ -694,6 +713,10 @@ fn proxies<S: Serializer>(value: &TrustedProxies, serializer: S) -> Result<S::Ok
     serializer.collect_seq(value.nets().iter().map(ToString::to_string))
 }
 
+fn alias_list<S: Serializer>(value: &[Alias], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(value.iter().map(ToString::to_string))
+}
+
 fn redacted<S: Serializer>(value: &Option<PathBuf>, serializer: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(_) => serializer.serialize_str("[redacted]"),
@@ -839,6 +862,18 @@ impl Config {
     /// as nginx's `try_files $uri $uri/ /index.php?$query_string` does.
     pub fn index_file(mut self, script: impl Into<String>) -> Self {
         self.index_file = Some(script.into());
+        self
+    }
+
+    /// Sets what symlinks below the document root and the alias directories may do.
+    pub fn symlinks(mut self, policy: SymlinkPolicy) -> Self {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Serves each alias's URL prefix from its directory, as nginx's `alias`.
+    pub fn aliases(mut self, aliases: impl IntoIterator<Item = Alias>) -> Self {
+        self.aliases = aliases.into_iter().collect();
         self
     }
 
@@ -1059,6 +1094,15 @@ impl Config {
                 ));
             }
         }
+        for alias in &self.aliases {
+            if !alias.dir().is_dir() {
+                return Err(invalid(
+                    ENV_ALIASES,
+                    &alias.to_string(),
+                    "PREFIX=DIRECTORY entries whose directories exist",
+                ));
+            }
+        }
         if let Some(ini) = &self.php_ini
             && !ini.is_file()
         {
@@ -1256,6 +1300,12 @@ fn server_software(value: &str) -> Option<String> {
     (!value.is_empty() && !value.chars().any(char::is_control)).then(|| value.to_owned())
 }
 
+/// [`Alias::parse_list`], its complaint in the message.
+fn alias_entries(value: &str) -> Result<Vec<Alias>, String> {
+    Alias::parse_list(value)
+        .map_err(|err| format!("PREFIX=DIRECTORY entries separated by commas ({err})"))
+}
+
 fn address(value: &str) -> Option<SocketAddr> {
     value.parse().ok()
 }
@@ -1441,6 +1491,8 @@ mod tests {
             ("COMPRESSION_MIN_SIZE", "lots"),
             ("ACCESS_LOG", "2"),
             ("PROFILE", "y"),
+            ("SYMLINKS", "off"),
+            ("ALIASES", "wp-content=/x"),
         ] {
             let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{value}");
@@ -1451,6 +1503,13 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.name, "ERROR_PAGES_DIR");
+        let err = Config::from_source(&source(&[("ALIASES", "/x=/definitely/not/here")]))
+            .unwrap()
+            .document_root(std::env::temp_dir())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.name, "ALIASES");
+        assert!(err.to_string().contains("/x=/definitely/not/here"), "{err}");
     }
 
     #[test]
@@ -1682,6 +1741,15 @@ mod tests {
         assert_eq!(
             Config::default().to_json()["tls_key"],
             serde_json::Value::Null
+        );
+        let json = Config::default()
+            .symlinks(SymlinkPolicy::IfOwner)
+            .aliases([Alias::new("/wp-content/", "/var/lib/wordpress/wp-content").unwrap()])
+            .to_json();
+        assert_eq!(json["symlinks"], "if_owner");
+        assert_eq!(
+            json["aliases"],
+            serde_json::json!(["/wp-content=/var/lib/wordpress/wp-content"])
         );
     }
 

@@ -276,6 +276,7 @@ mod tests {
             script_filename: PathBuf::from("/srv/public/index.php"),
             script_name: "/index.php".into(),
             path_info: Some("/users/42".into()),
+            alias_root: None,
         };
         let parts = RequestParts {
             method: &Method::POST,
