@@ -2,7 +2,8 @@
 //! Debian's layout, on a private MariaDB, driven over HTTP as a visitor's browser would:
 //! install, log in, pretty permalinks that WordPress itself accepts, a post published
 //! through the REST API as the block editor does, a comment, an image uploaded as
-//! `wp-admin/media-new.php` does with its thumbnail made by gd, and WP-cron.
+//! `wp-admin/media-new.php` does with its thumbnail made by gd, WP-cron, and Site Health's
+//! checks of the server.
 //!
 //! Debian's layout: the code in `/usr/share/wordpress` (the document root), the site's
 //! settings in `/etc/wordpress/config-HOST.php`, chosen by the request's host, and
@@ -58,6 +59,7 @@ async fn wordpress_in_debians_layout() {
     comment(&site, &post).await;
     upload_image(&site).await;
     cron(&site).await;
+    site_health(&site).await;
     eprintln!("WordPress flows took {:?}", started.elapsed());
 }
 
@@ -457,6 +459,41 @@ async fn cron(site: &Site) {
         "no request from WordPress's spawn_cron(); access log:\n{}",
         site.server.stdout()
     );
+}
+
+/// Tools → Site Health, whose checks test the server as WordPress sees it: the REST API
+/// answers, a loopback request from PHP to the site works, and the `Authorization` header
+/// reaches PHP (the page's script sends `Basic user:pwd` and expects it back).
+async fn site_health(site: &Site) {
+    let b = &site.browser;
+    let page = b.get("/wp-admin/site-health.php").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    let status = between(&text, "var SiteHealth = ", ";\n")
+        .unwrap_or_else(|| panic!("no Site Health results: {text}"));
+    let status: serde_json::Value = serde_json::from_str(status).unwrap();
+    let direct = status["site_status"]["direct"].as_array().unwrap();
+    let rest = direct
+        .iter()
+        .find(|t| t["test"] == "rest_availability")
+        .unwrap();
+    assert_eq!(rest["status"], "good", "{rest}");
+
+    let nonce = rest_nonce(b).await;
+    for test in ["loopback-requests", "authorization-header"] {
+        let result = b
+            .send(
+                b.request(
+                    Method::GET,
+                    &format!("/wp-json/wp-site-health/v1/tests/{test}"),
+                )
+                .header("X-WP-Nonce", &nonce)
+                .basic_auth("user", Some("pwd")),
+            )
+            .await;
+        assert_eq!(result.status, StatusCode::OK, "{test}: {}", result.text());
+        assert_eq!(result.json()["status"], "good", "{test}: {}", result.text());
+    }
 }
 
 // === helpers ===
