@@ -301,7 +301,7 @@ async fn rest_nonce(b: &Browser) -> String {
 
 /// The post at its pretty URL, with the theme's assets: the stylesheets and scripts from
 /// the document root, and a font from the theme, which is a symlink in `wp-content` into
-/// `/usr/share/wordpress`, through the alias.
+/// `/usr/share/wordpress`, through the alias; and a plugin's script there, run.
 async fn visit_post(site: &Site, post: &Post) {
     let visitor = Browser::new(&site.host, site.server.addr);
     let page = visitor.get(&post.link).await;
@@ -340,6 +340,15 @@ async fn visit_post(site: &Site, post: &Post) {
     assert_eq!(fetched.status, StatusCode::OK, "{font}: {}", site.logs());
     let on_disk = std::fs::read(Path::new(WP_CONTENT).join("themes").join(font)).unwrap();
     assert!(fetched.body == on_disk, "{font} differs from the file");
+
+    // A plugin's own script under the alias runs (Debian's nginx example would send its
+    // source: its `/wp-content/` location has no FastCGI in it).
+    let plugin = visitor.get("/wp-content/plugins/akismet/akismet.php").await;
+    assert_eq!(plugin.status, StatusCode::OK);
+    assert_eq!(
+        plugin.text(),
+        "Hi there!  I'm just a plugin, not much I can do when called directly."
+    );
 }
 
 /// A comment through `wp-comments-post.php`, as the post's form sends it; the logged-in
