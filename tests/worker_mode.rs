@@ -53,6 +53,10 @@ async fn state_persists_while_superglobals_do_not_leak() {
     assert_eq!(first["input"], "secret=s3cret");
     assert_eq!(first["script"], "/app.php");
     assert_eq!(first["uri"], "/form?from=first");
+    // The script's own $_SERVER says it is a worker script; a request's $_SERVER is the
+    // request's own.
+    assert_eq!(first["boot_marks"], serde_json::json!(["1", "1"]));
+    assert_eq!(first["request_marks"], serde_json::json!([null, null]));
 
     let second = get(&server, "/other").await;
     // The application's own state grows: same boot, one more request.
@@ -200,7 +204,8 @@ async fn shutdown_ends_every_worker_loop_and_exits_zero() {
 
 #[tokio::test]
 async fn a_symfony_runtime_style_front_script_runs_unchanged() {
-    let server = start("../symfony_front.php", &[]);
+    // Without FRANKENPHP_WORKER the script would not loop: requests would wait for it.
+    let server = start("../symfony_front.php", &[("REQUEST_TIMEOUT", "10s")]);
     let first = get(&server, "/blog/42?page=2").await;
     assert_eq!(first["runtime"], "frankenphp-style");
     assert_eq!(first["handled"], 1);
@@ -223,6 +228,7 @@ async fn classic_scripts_run_beside_worker_mode() {
     assert_eq!(worker["count"], 1);
     let classic = get(&server, "/classic.php").await;
     assert_eq!(classic["classic"], true);
+    assert_eq!(classic["worker_mark"], serde_json::Value::Null);
     // Outside the prefix, unknown paths are 404 as usual; static files are files.
     let r = client().get(server.url("/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
