@@ -221,6 +221,44 @@ async fn a_symfony_runtime_style_front_script_runs_unchanged() {
 }
 
 #[tokio::test]
+async fn a_session_save_handler_registered_once_serves_every_request() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap();
+    let server = start("../session_handler.php", &[("SESSION_DIR", dir)]);
+    let visit = |cookie: Option<String>| {
+        let mut request = client().get(server.url("/"));
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let cookie = r
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+            (json(r).await, cookie)
+        }
+    };
+    let (first, cookie) = visit(None).await;
+    assert_eq!(first["started"], true);
+    assert_eq!(first["visits"], 1);
+    let cookie = cookie.expect("a session cookie");
+    // The handler registered at boot still serves the second request and the third.
+    for visits in 2..=3 {
+        let (next, _) = visit(Some(cookie.clone())).await;
+        assert_eq!(next["started"], true, "{next}");
+        assert_eq!(next["module"], "user");
+        assert_eq!(next["id"], first["id"]);
+        assert_eq!(next["visits"], visits);
+        assert_eq!(next["reads"], visits);
+    }
+    let (other, _) = visit(None).await;
+    assert_eq!(other["visits"], 1);
+    assert_ne!(other["id"], first["id"]);
+    assert!(!server.log().contains("User session functions are not defined"));
+}
+
+#[tokio::test]
 async fn classic_scripts_run_beside_worker_mode() {
     let server = start("../app.php", &[("WORKER_MATCH", "/app")]);
     let worker = get(&server, "/app/users").await;
