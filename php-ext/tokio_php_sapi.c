@@ -1063,6 +1063,9 @@ static void tphp_worker_request_shutdown(void)
         tphp_request_modules_call(0);
     } zend_end_try();
     tphp_session_handler_restore(&kept_handler);
+    /* session_start() made $_SESSION a plain global of the script: the next request, another
+     * client's perhaps, must not find this one's session data before it starts its own. */
+    zend_hash_str_del(&EG(symbol_table), "_SESSION", sizeof("_SESSION") - 1);
     zend_try {
         php_output_deactivate();
     } zend_end_try();

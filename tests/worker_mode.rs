@@ -255,7 +255,22 @@ async fn a_session_save_handler_registered_once_serves_every_request() {
     let (other, _) = visit(None).await;
     assert_eq!(other["visits"], 1);
     assert_ne!(other["id"], first["id"]);
-    assert!(!server.log().contains("User session functions are not defined"));
+    assert!(
+        !server
+            .log()
+            .contains("User session functions are not defined")
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_a_session_sees_no_session_data() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap();
+    let server = start("../session_handler.php", &[("SESSION_DIR", dir)]);
+    assert_eq!(get(&server, "/").await["visits"], 1);
+    // It starts no session: as under php-fpm, no $_SESSION, not the previous client's.
+    let peek = get(&server, "/?peek=1").await;
+    assert_eq!(peek["peek"], serde_json::Value::Null);
 }
 
 #[tokio::test]
