@@ -1,6 +1,8 @@
 //! A real tokio_php process on 127.0.0.1:0 for integration tests, with its log captured.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod apps;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
