@@ -167,6 +167,7 @@ impl App {
                 source,
             })?
             .max_body_size(config.max_body_size)
+            .max_wait_time(config.max_wait_time)
             .sse_timeout(config.sse_timeout)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl))
             .min_body_rate(MinRate {
