@@ -154,7 +154,8 @@ def targets_table(rows, out):
             label += "; the target is against nginx"
         out.append(f"| {label} | {cells[0]} | {cells[1]} |")
     rs = ratios(rows, "app", "h1", WORKER, TOKIO)
-    cell = f"{median(rs):.2f} × — {mark(median(rs) >= WORKER_TARGET)}" if rs else "not measured"
+    cell = (f"{median(rs):.2f} × tokio_php classic — {mark(median(rs) >= WORKER_TARGET)}"
+            if rs else "not measured")
     out.append(f"| worker mode ≥ {WORKER_TARGET:g} × classic (the app case, median) | {cell} | — |")
     cells = []
     for peer in PEERS:

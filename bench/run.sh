@@ -60,7 +60,6 @@ command -v php-fpm8.2 >/dev/null || need+=(php8.2-fpm)
 command -v php8.2 >/dev/null || need+=(php8.2-cli)
 [ -x /usr/sbin/apache2 ] || need+=(apache2)
 [ -e /usr/lib/apache2/modules/libphp8.2.so ] || need+=(libapache2-mod-php8.2)
-command -v pstree >/dev/null || need+=(psmisc)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 installed php8.2-opcache || need+=(php8.2-opcache)
@@ -270,28 +269,45 @@ cat /etc/php/8.2/fpm/php.ini "$WORK/php/scan/zz-bench.ini" > "$WORK/php/tokio.in
 chmod -R a+rX "$WORK/php"
 
 # --- measuring ---------------------------------------------------------------------------
-# Sum of VmRSS (KiB) over processes and their descendants (threads share theirs).
-tree_rss() {
-  local total=0 root p kb
-  for root in "$@"; do
-    for p in $(pstree -pT "$root" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' || echo "$root"); do
-      kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-      total=$((total + ${kb:-0}))
-    done
-  done
-  echo "$total"
-}
-
-# peak_rss LOAD_PID PID... prints the largest RSS (MiB) of the servers' processes seen
-# while the load generator LOAD_PID runs.
+# peak_rss LOAD_PID PID... prints the largest RSS (MiB) of the servers' processes and their
+# descendants (threads share theirs) seen every 250 ms while the load generator LOAD_PID
+# runs: one Python process reading /proc, so that sampling costs every server the same
+# little CPU, however many processes it has.
 peak_rss() {
-  local load=$1 peak=0 rss
-  shift
-  while kill -0 "$load" 2>/dev/null; do
-    rss=$(tree_rss "$@"); [ "$rss" -gt "$peak" ] && peak=$rss
-    sleep 0.25
-  done
-  echo $((peak / 1024))
+  python3 - "$@" <<'PY'
+import os, sys, time
+load, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def tree(pid):
+    pids = [pid]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    pids += tree(int(child))
+    except OSError:
+        pass
+    return pids
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def running(pid):  # a zombie has finished too
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+peak = 0
+while running(load):
+    peak = max(peak, sum(rss_kib(p) for root in roots for p in tree(root)))
+    time.sleep(0.25)
+print(peak // 1024)
+PY
 }
 
 # measure_wrk URL CONNECTIONS HOST PID... prints "rps p50_ms p99_ms errors peak_rss_mib".
