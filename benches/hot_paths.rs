@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Version};
 use tokio_php::ConnectionInfo;
-use tokio_php::bench_support::{PhpRequest, RequestParts, ScriptMatch, add_header_line, resolve};
+use tokio_php::bench_support::{
+    PathResolver, PhpRequest, RequestParts, ScriptMatch, add_header_line,
+};
 
 fn docroot() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -22,6 +24,7 @@ fn docroot() -> (tempfile::TempDir, PathBuf) {
 
 fn script_resolution(c: &mut Criterion) {
     let (_dir, root) = docroot();
+    let resolver = PathResolver::new(&root).unwrap();
     let mut group = c.benchmark_group("resolve");
     for path in [
         "/hello.php",
@@ -31,7 +34,7 @@ fn script_resolution(c: &mut Criterion) {
         "/",
     ] {
         group.bench_function(path, |b| {
-            b.iter(|| resolve(black_box(&root), black_box(path)));
+            b.iter(|| resolver.resolve(black_box(path)));
         });
     }
     group.finish();
@@ -78,6 +81,7 @@ fn header_conversion(c: &mut Criterion) {
         script_filename: PathBuf::from("/srv/app/public/index.php"),
         script_name: "/index.php".into(),
         path_info: None,
+        alias_root: None,
     };
     let connection = ConnectionInfo {
         remote: "127.0.0.1:50000".parse().unwrap(),
@@ -96,6 +100,7 @@ fn header_conversion(c: &mut Criterion) {
                 mount_prefix: "",
                 connection: Some(connection),
                 request_id: None,
+                server_software: tokio_php::config::DEFAULT_SERVER_SOFTWARE,
             };
             PhpRequest::new(black_box(parts), &script, "/srv/app/public", None).unwrap()
         });

@@ -17,8 +17,9 @@ use tokio_php::{App, Config};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let php = App::start(Config::default().document_root("./public"))?;
-    // The front controller must wrap the PHP service itself: it decides before routing.
-    let front = FrontControllerLayer::new(php.document_root(), "index.php")?;
+    // The front controller must wrap the PHP service itself: it decides before routing,
+    // with the service's own resolver (its ALIASES and SYMLINKS).
+    let front = FrontControllerLayer::with_resolver(php.path_resolver(), "index.php")?;
     let router = Router::new()
         .fallback_service(front.layer_service(php.php_service()))
         .layer(ValidateHostLayer::new());

@@ -6,6 +6,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 use crate::config::{Config, ConfigError};
+use crate::docroot::PathResolver;
 use crate::ffi::{self, StartupError};
 use crate::internal::{self, Lifecycle};
 use crate::layers::error_pages::{ErrorPageSet, ErrorPagesError};
@@ -161,13 +162,27 @@ impl App {
         }
         let pool = WorkerPool::start(workers, capacity)
             .map_err(|source| StartError::Workers { workers, source })?;
-        let php = PhpService::new(pool.handle(), &config.document_root)
+        let resolver = PathResolver::new(&config.document_root)
             .map_err(|source| StartError::DocumentRoot {
                 path: config.document_root.display().to_string(),
                 source,
             })?
+            .symlinks(config.symlinks)
+            .aliases(&config.aliases)
+            .map_err(|err| ConfigError {
+                name: crate::config::ENV_ALIASES,
+                value: config
+                    .aliases
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                expected: format!("existing directories ({err})"),
+            })?;
+        let php = PhpService::new(pool.handle(), resolver)
             .max_body_size(config.max_body_size)
             .max_wait_time(config.max_wait_time)
+            .server_software(config.effective_server_software())
             .sse_timeout(config.sse_timeout)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl))
             .min_body_rate(MinRate {
@@ -199,6 +214,7 @@ impl App {
                     max_requests: config.worker_max_requests,
                     capacity: config.effective_queue_capacity(count),
                     watch: config.watch,
+                    server_software: config.effective_server_software().to_owned(),
                 })
                 .map_err(|source| StartError::Workers {
                     workers: count,
@@ -217,7 +233,10 @@ impl App {
             }
         };
         let front_controller = match &config.index_file {
-            Some(script) => Some(FrontControllerLayer::new(php.document_root(), script)?),
+            Some(script) => Some(FrontControllerLayer::with_resolver(
+                php.path_resolver(),
+                script,
+            )?),
             None => None,
         };
         tracing::info!(
@@ -314,6 +333,12 @@ impl App {
     /// The canonical document root.
     pub fn document_root(&self) -> &Path {
         self.php.document_root()
+    }
+
+    /// What resolves request paths to files (document root, `ALIASES`, `SYMLINKS`): give
+    /// it to [`FrontControllerLayer::with_resolver`] when composing the stack yourself.
+    pub fn path_resolver(&self) -> &PathResolver {
+        self.php.path_resolver()
     }
 
     /// Finishes queued requests, ends the workers and shuts PHP down.

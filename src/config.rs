@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::docroot::{Alias, InvalidAlias, SymlinkPolicy};
 use crate::layers::client_ip::TrustedProxies;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -29,6 +30,8 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SSE_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Default of [`ServerSettings::drain_timeout`] ([`ENV_DRAIN_TIMEOUT_SECS`]).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `$_SERVER['SERVER_SOFTWARE']` when [`ENV_SERVER_SOFTWARE`] is unset.
+pub const DEFAULT_SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
 /// Error pages directory used when [`ENV_ERROR_PAGES_DIR`] is unset, if it exists.
 pub const DEFAULT_ERROR_PAGES_DIR: &str = "./errors";
 /// Smallest [`ENV_MAX_HEADER_SIZE`] hyper accepts.
@@ -225,6 +228,17 @@ settings! {
             example: "/etc/tokio_php/php.ini",
             help: "php.ini file to load instead of PHP's search (PHPRC, PHP_INI_SCAN_DIR still apply)",
         }
+        /// The value of `$_SERVER['SERVER_SOFTWARE']`; None = [`DEFAULT_SERVER_SOFTWARE`].
+        server_software: Option<String> {
+            env: ENV_SERVER_SOFTWARE = "SERVER_SOFTWARE",
+            default: "" => None,
+            parse: some(expecting(
+                server_software,
+                "printable text such as nginx (tokio_php)",
+            )),
+            example: "nginx (tokio_php)",
+            help: "$_SERVER['SERVER_SOFTWARE'] (a value with nginx in it makes WordPress treat the server as nginx); unset = tokio_php/VERSION",
+        }
         /// Cache lifetime of static files; None sends no Cache-Control.
         #[serde(rename = "static_cache_ttl_secs", serialize_with = "opt_secs")]
         static_cache_ttl: Option<Duration> {
@@ -245,13 +259,31 @@ settings! {
             example: "index.php",
             help: "front controller (index.php): runs for every path that names no file",
         }
-        /// Directories X-Sendfile may serve from; empty = the document root.
+        /// Directories X-Sendfile may serve from; empty = the document root and the alias
+        /// directories.
         sendfile_roots: Vec<PathBuf> {
             env: ENV_SENDFILE_ROOTS = "SENDFILE_ROOTS",
             default: "" => Vec::new(),
             parse: paths,
             example: "/srv/private",
-            help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT",
+            help: "directories (separated by : or ,) X-Sendfile may serve from; unset = DOCUMENT_ROOT and the ALIASES directories",
+        }
+        /// What symlinks below the document root and the alias directories may do.
+        symlinks: SymlinkPolicy {
+            env: ENV_SYMLINKS = "SYMLINKS",
+            default: "follow" => SymlinkPolicy::Follow,
+            parse: expecting(SymlinkPolicy::parse, "follow, if_owner or never"),
+            example: "if_owner",
+            help: "symlinks below DOCUMENT_ROOT and alias directories: follow (wherever they point), if_owner (only when link and target have one owner) or never",
+        }
+        /// URL prefixes served from other directories, as nginx's `alias`.
+        #[serde(serialize_with = "alias_list")]
+        aliases: Vec<Alias> {
+            env: ENV_ALIASES = "ALIASES",
+            default: "" => Vec::new(),
+            parse: alias_entries,
+            example: "/wp-content/=/var/lib/wordpress/wp-content/",
+            help: "URL prefixes served from other directories, PREFIX=DIRECTORY separated by commas (nginx's alias): static files and PHP scripts",
         }
         /// Log line format.
         log_format: LogFormat {
@@ -694,6 +726,10 @@ fn proxies<S: Serializer>(value: &TrustedProxies, serializer: S) -> Result<S::Ok
     serializer.collect_seq(value.nets().iter().map(ToString::to_string))
 }
 
+fn alias_list<S: Serializer>(value: &[Alias], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(value.iter().map(ToString::to_string))
+}
+
 fn redacted<S: Serializer>(value: &Option<PathBuf>, serializer: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(_) => serializer.serialize_str("[redacted]"),
@@ -835,10 +871,28 @@ impl Config {
         self
     }
 
+    /// Sets `$_SERVER['SERVER_SOFTWARE']` (default [`DEFAULT_SERVER_SOFTWARE`]).
+    pub fn server_software(mut self, value: impl Into<String>) -> Self {
+        self.server_software = Some(value.into());
+        self
+    }
+
     /// Sends every request that names no file to `script` (relative to the document root),
     /// as nginx's `try_files $uri $uri/ /index.php?$query_string` does.
     pub fn index_file(mut self, script: impl Into<String>) -> Self {
         self.index_file = Some(script.into());
+        self
+    }
+
+    /// Sets what symlinks below the document root and the alias directories may do.
+    pub fn symlinks(mut self, policy: SymlinkPolicy) -> Self {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Serves each alias's URL prefix from its directory, as nginx's `alias`.
+    pub fn aliases(mut self, aliases: impl IntoIterator<Item = Alias>) -> Self {
+        self.aliases = aliases.into_iter().collect();
         self
     }
 
@@ -1059,6 +1113,15 @@ impl Config {
                 ));
             }
         }
+        for alias in &self.aliases {
+            if !alias.dir().is_dir() {
+                return Err(invalid(
+                    ENV_ALIASES,
+                    &alias.to_string(),
+                    "PREFIX=DIRECTORY entries whose directories exist",
+                ));
+            }
+        }
         if let Some(ini) = &self.php_ini
             && !ini.is_file()
         {
@@ -1154,6 +1217,13 @@ impl Config {
         Ok(())
     }
 
+    /// `$_SERVER['SERVER_SOFTWARE']`: the one set, else [`DEFAULT_SERVER_SOFTWARE`].
+    pub fn effective_server_software(&self) -> &str {
+        self.server_software
+            .as_deref()
+            .unwrap_or(DEFAULT_SERVER_SOFTWARE)
+    }
+
     /// Whether the listener serves HTTPS.
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
@@ -1241,6 +1311,18 @@ fn paths(value: &str) -> Result<Vec<PathBuf>, String> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .collect())
+}
+
+/// Text PHP can be given as it is: not empty, no control characters.
+fn server_software(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && !value.chars().any(char::is_control)).then(|| value.to_owned())
+}
+
+/// [`Alias::parse_list`], its complaint in the message.
+fn alias_entries(value: &str) -> Result<Vec<Alias>, String> {
+    Alias::parse_list(value)
+        .map_err(|err| format!("PREFIX=DIRECTORY entries separated by commas ({err})"))
 }
 
 fn address(value: &str) -> Option<SocketAddr> {
@@ -1428,6 +1510,8 @@ mod tests {
             ("COMPRESSION_MIN_SIZE", "lots"),
             ("ACCESS_LOG", "2"),
             ("PROFILE", "y"),
+            ("SYMLINKS", "off"),
+            ("ALIASES", "wp-content=/x"),
         ] {
             let err = Config::from_source(&source(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{value}");
@@ -1438,6 +1522,25 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.name, "ERROR_PAGES_DIR");
+        let err = Config::from_source(&source(&[("ALIASES", "/x=/definitely/not/here")]))
+            .unwrap()
+            .document_root(std::env::temp_dir())
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.name, "ALIASES");
+        assert!(err.to_string().contains("/x=/definitely/not/here"), "{err}");
+    }
+
+    #[test]
+    fn server_software_is_plain_text_or_the_default() {
+        assert_eq!(
+            Config::default().effective_server_software(),
+            DEFAULT_SERVER_SOFTWARE
+        );
+        let config = Config::from_source(&source(&[("SERVER_SOFTWARE", " nginx (x) ")])).unwrap();
+        assert_eq!(config.effective_server_software(), "nginx (x)");
+        let err = Config::from_source(&source(&[("SERVER_SOFTWARE", "a\nb")])).unwrap_err();
+        assert_eq!(err.name, "SERVER_SOFTWARE");
     }
 
     #[test]
@@ -1657,6 +1760,15 @@ mod tests {
         assert_eq!(
             Config::default().to_json()["tls_key"],
             serde_json::Value::Null
+        );
+        let json = Config::default()
+            .symlinks(SymlinkPolicy::IfOwner)
+            .aliases([Alias::new("/wp-content/", "/var/lib/wordpress/wp-content").unwrap()])
+            .to_json();
+        assert_eq!(json["symlinks"], "if_owner");
+        assert_eq!(
+            json["aliases"],
+            serde_json::json!(["/wp-content=/var/lib/wordpress/wp-content"])
         );
     }
 

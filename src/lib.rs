@@ -78,7 +78,7 @@ pub use php::PhpService;
 /// of the API, and may change at any time.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::docroot::{ScriptMatch, resolve};
+    pub use crate::docroot::{PathResolver, ScriptMatch};
     pub use crate::php::request::{PhpRequest, RequestParts};
     pub use crate::php::response::add_header_line;
 }

@@ -20,6 +20,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use crate::docroot::StaticFile;
 use crate::error_response::error_response;
 
 /// Largest file kept in memory.
@@ -65,32 +66,19 @@ impl StaticOptions {
     }
 }
 
-/// Serves the file at `path` (already checked), reading its metadata first: 404 when it
-/// is not a regular file.
-pub(crate) async fn serve_path(
-    path: &Path,
-    request: Request<Body>,
-    options: &StaticOptions,
-) -> Response {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => serve(path, &meta, request, options).await,
-        Ok(_) | Err(_) => error_response(StatusCode::NOT_FOUND),
-    }
-}
-
-/// Serves the regular file at `path` (already resolved and checked), whose metadata is
-/// `meta`, for `request`.
+/// Serves `file` (already resolved and checked) for `request`.
 pub(crate) async fn serve(
-    path: &Path,
-    meta: &std::fs::Metadata,
+    file: &StaticFile,
     request: Request<Body>,
     options: &StaticOptions,
 ) -> Response {
+    let (path, meta) = (file.path.as_path(), &file.meta);
+    let precompressed = file.precompressed && accepts_precompressed(request.headers());
     if meta.len() <= MEMORY_CACHE_FILE_MAX
         && (request.method() == Method::GET || request.method() == Method::HEAD)
         && !request.headers().contains_key(header::RANGE)
         && let Some(file) = options.memory.get(path, meta).await
-        && !(file.has_precompressed && accepts_precompressed(request.headers()))
+        && !(file.has_precompressed && precompressed)
     {
         return from_memory(&file, &request, options);
     }
@@ -100,12 +88,12 @@ pub(crate) async fn serve(
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
-    let response = match ServeFile::new(path)
-        .precompressed_br()
-        .precompressed_gzip()
-        .oneshot(request)
-        .await
-    {
+    let serve_file = if precompressed {
+        ServeFile::new(path).precompressed_br().precompressed_gzip()
+    } else {
+        ServeFile::new(path)
+    };
+    let response = match serve_file.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(err) => {
             tracing::error!(path = %path.display(), error = %err, "reading a static file failed; answering 500");

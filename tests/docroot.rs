@@ -1,5 +1,7 @@
 //! Serving a whole document root: static files, directories, the front controller, and
-//! nothing outside the root, hidden, or PHP source.
+//! nothing hidden, PHP source or a backup. The attacks run in each of
+//! [`common::layouts`]: on the tree as it is, through a document root of symlinks into it
+//! (Debian's MediaWiki layout), and under an alias (`ALIASES`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
 mod common;
@@ -8,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::layouts::{LAYOUTS, Layout};
 use common::{TestServer, client};
 
 const EXECUTED: &str = "EXECUTED-PHP";
@@ -15,7 +18,7 @@ const EXECUTED: &str = "EXECUTED-PHP";
 /// A framework-style application: `app/public` is the document root, `app/.env` and a
 /// secret directory sit beside it.
 struct AppDir {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     public: PathBuf,
 }
 
@@ -30,6 +33,7 @@ fn app() -> AppDir {
     let public = app.join("public");
     write(&app.join(".env"), b"APP_KEY=outside-secret");
     write(&dir.path().join("secret/passwd.txt"), b"TOP-SECRET-OUTSIDE");
+    write(&dir.path().join("secret/.env"), b"TOP-SECRET-ENV");
     write(&public.join(".env"), b"DB_PASSWORD=inside-secret");
     write(&public.join(".git/config"), b"[core] secret-git");
     write(&public.join(".htaccess"), b"Deny from all secret-htaccess");
@@ -59,6 +63,9 @@ echo json_encode($route + [
     write(&public.join("x.phtml"), php.as_bytes());
     write(&public.join("x.php5"), php.as_bytes());
     write(&public.join("x.phar"), php.as_bytes());
+    write(&public.join("x.php~"), php.as_bytes());
+    write(&public.join("x.php.bak"), php.as_bytes());
+    write(&public.join("config.inc.old"), php.as_bytes());
     write(&public.join("uploads/evil.jpg"), php.as_bytes());
     write(&public.join("css/app.css"), b"body { color: red; }\n");
     write(&public.join("build/app.js"), b"console.log('identity');\n");
@@ -70,13 +77,38 @@ echo json_encode($route + [
         b"<?php echo 'dir index ', $_SERVER['SCRIPT_NAME'];",
     );
     fs::create_dir_all(public.join("empty")).unwrap();
-    std::os::unix::fs::symlink(dir.path().join("secret"), public.join("outside")).unwrap();
-    std::os::unix::fs::symlink(
-        dir.path().join("secret/passwd.txt"),
-        public.join("linked.txt"),
+    let link = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(target, public.join(name)).unwrap();
+    };
+    link("../../secret", "outside");
+    link("../../secret/passwd.txt", "linked.txt");
+    // Symlinks whose targets must never be served, whatever the link is called.
+    link("../../secret/.env", "env.txt");
+    link(".git/config", "git.txt");
+    link("x.php", "source.txt");
+    link("x.php.bak", "backup.txt");
+    AppDir { dir, public }
+}
+
+/// A server on `app` reached as `layout` says, with `env`; and the prefix its paths take.
+fn serve(app: &AppDir, layout: Layout, env: &[(&str, &str)]) -> (TestServer, &'static str) {
+    let laid_out = layout.lay_out(&app.public, app.dir.path());
+    let mut env = env.to_vec();
+    let alias = laid_out
+        .alias
+        .map(|(prefix, dir)| format!("{prefix}={}", dir.display()));
+    if let Some(alias) = &alias {
+        // The root has only a front controller: everything else is under the alias.
+        write(
+            &laid_out.root.join("index.php"),
+            b"<?php echo 'root front controller';",
+        );
+        env.push(("ALIASES", alias));
+    }
+    (
+        TestServer::start_with_root(&laid_out.root, &env),
+        laid_out.prefix,
     )
-    .unwrap();
-    AppDir { _dir: dir, public }
 }
 
 fn status_of(raw: &str) -> u16 {
@@ -97,6 +129,27 @@ fn assert_no_leak(raw: &str, path: &str) {
     for secret in ["secret", "SECRET", EXECUTED, "<?php"] {
         let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
         assert!(!body.contains(secret), "{path} leaked {secret}: {raw}");
+    }
+}
+
+/// Every path in `paths` (after the layout's prefix) gets one of `statuses` and leaks
+/// nothing, in every layout, with `env`.
+fn assert_refused_everywhere(paths: &[&str], statuses: &[u16], env: &[(&str, &str)]) {
+    assert_refused_in(&LAYOUTS, paths, statuses, env);
+}
+
+/// [`assert_refused_everywhere`] in `layouts` only.
+fn assert_refused_in(layouts: &[Layout], paths: &[&str], statuses: &[u16], env: &[(&str, &str)]) {
+    let app = app();
+    for &layout in layouts {
+        let (server, prefix) = serve(&app, layout, env);
+        for path in paths {
+            let path = format!("{prefix}{path}");
+            let raw = raw_get(&server, &path);
+            let status = status_of(&raw);
+            assert!(statuses.contains(&status), "{layout:?} {path}: {raw}");
+            assert_no_leak(&raw, &path);
+        }
     }
 }
 
@@ -207,84 +260,113 @@ async fn static_cache_ttl_is_configurable() {
 #[tokio::test]
 async fn php_source_is_never_served() {
     let app = app();
-    let server = TestServer::start_with_root(&app.public, &[]);
-    // `/x.php/` runs the script (PATH_INFO "/"): output, never source.
-    let raw = raw_get(&server, "/x.php/");
-    assert_eq!(status_of(&raw), 200, "{raw}");
-    assert!(raw.ends_with(EXECUTED) && !raw.contains("<?php"), "{raw}");
-    for path in [
-        "/x.PHP",
-        "/x.php%20",
-        "/x.php.",
-        "/x.php%0a",
-        "/x.php%00",
-        "/X.php",
-    ] {
-        let raw = raw_get(&server, path);
-        let status = status_of(&raw);
-        assert!(status == 404 || status == 400, "{path}: {raw}");
-        assert_no_leak(&raw, path);
+    for layout in LAYOUTS {
+        let (server, prefix) = serve(&app, layout, &[]);
+        // `/x.php/` runs the script (PATH_INFO "/"): output, never source.
+        let raw = raw_get(&server, &format!("{prefix}/x.php/"));
+        assert_eq!(status_of(&raw), 200, "{layout:?}: {raw}");
+        assert!(raw.ends_with(EXECUTED) && !raw.contains("<?php"), "{raw}");
     }
+    assert_refused_everywhere(
+        &[
+            "/x.PHP",
+            "/x.php%20",
+            "/x.php.",
+            "/x.php%0a",
+            "/x.php%00",
+            "/X.php",
+        ],
+        &[404, 400],
+        &[],
+    );
 }
 
 #[tokio::test]
 async fn only_exact_php_files_execute() {
-    let app = app();
-    let server = TestServer::start_with_root(&app.public, &[]);
-    for path in [
-        "/x.phtml",
-        "/x.php5",
-        "/x.phar",
-        "/uploads/evil.jpg/x.php",
-        "/uploads/evil.jpg%00.php",
-    ] {
-        let raw = raw_get(&server, path);
-        let status = status_of(&raw);
-        assert!(status == 404 || status == 400, "{path}: {raw}");
-        assert_no_leak(&raw, path);
-    }
+    assert_refused_everywhere(
+        &[
+            "/x.phtml",
+            "/x.php5",
+            "/x.phar",
+            "/uploads/evil.jpg/x.php",
+            "/uploads/evil.jpg%00.php",
+        ],
+        &[404, 400],
+        &[],
+    );
 }
 
 #[tokio::test]
-async fn hidden_files_are_404() {
-    let app = app();
-    let server = TestServer::start_with_root(&app.public, &[]);
-    for path in [
-        "/.env",
-        "/.git/config",
-        "/.htaccess",
-        "/css/../.env",
-        "/%2eenv",
-    ] {
-        let raw = raw_get(&server, path);
-        assert_eq!(status_of(&raw), 404, "{path}: {raw}");
-        assert_no_leak(&raw, path);
-    }
+async fn hidden_files_and_backups_are_404() {
+    assert_refused_everywhere(
+        &[
+            "/.env",
+            "/.git/config",
+            "/.htaccess",
+            "/css/../.env",
+            "/%2eenv",
+            "/x.php~",
+            "/x.php.bak",
+            "/config.inc.old",
+        ],
+        &[404],
+        &[],
+    );
+}
+
+/// A symlink is followed by default, but what it leads to is held to the same rules as a
+/// request path: never a dot-file (or a file in a hidden directory), PHP source or a backup.
+#[tokio::test]
+async fn symlinks_never_lead_to_hidden_source_or_backup_files() {
+    assert_refused_everywhere(
+        &["/env.txt", "/git.txt", "/source.txt", "/backup.txt"],
+        &[404],
+        &[],
+    );
 }
 
 #[tokio::test]
-async fn nothing_outside_the_document_root() {
+async fn nothing_outside_the_document_root_by_name() {
+    assert_refused_everywhere(
+        &[
+            "/../.env",
+            "/../../secret/passwd.txt",
+            "/%2e%2e/.env",
+            "/%2E%2E/%2e%2e/secret/passwd.txt",
+            "/%252e%252e/.env",
+            "/..%2f.env",
+            "/..%2f..%2fsecret%2fpasswd.txt",
+            "/..%5c.env",
+            "/css%5c..%5c..%5c.env",
+            "/css/%00/../.env",
+        ],
+        &[404, 400],
+        &[],
+    );
+}
+
+/// Symlinks that lead out of the root: followed by default (nginx's `disable_symlinks
+/// off`), refused with `SYMLINKS=never`.
+#[tokio::test]
+async fn symlinks_out_of_the_root_follow_the_symlinks_setting() {
     let app = app();
-    let server = TestServer::start_with_root(&app.public, &[]);
-    for path in [
-        "/../.env",
-        "/../../secret/passwd.txt",
-        "/%2e%2e/.env",
-        "/%2E%2E/%2e%2e/secret/passwd.txt",
-        "/%252e%252e/.env",
-        "/..%2f.env",
-        "/..%2f..%2fsecret%2fpasswd.txt",
-        "/..%5c.env",
-        "/css%5c..%5c..%5c.env",
-        "/css/%00/../.env",
-        "/outside/passwd.txt",
-        "/linked.txt",
-    ] {
-        let raw = raw_get(&server, path);
-        let status = status_of(&raw);
-        assert!(status == 404 || status == 400, "{path}: {raw}");
-        assert_no_leak(&raw, path);
+    for layout in LAYOUTS {
+        let (server, prefix) = serve(&app, layout, &[]);
+        for path in ["/outside/passwd.txt", "/linked.txt"] {
+            let r = client()
+                .get(server.url(&format!("{prefix}{path}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{layout:?} {path}");
+            assert_eq!(r.text().await.unwrap(), "TOP-SECRET-OUTSIDE");
+        }
     }
+    assert_refused_everywhere(
+        &["/outside/passwd.txt", "/linked.txt"],
+        &[404],
+        &[("SYMLINKS", "never")],
+    );
 }
 
 #[tokio::test]
@@ -370,18 +452,30 @@ async fn front_controller_routes_like_try_files() {
     assert_eq!(r.text().await.unwrap(), "body { color: red; }\n");
     let r = c.get(server.url("/x.php")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), EXECUTED);
-    // Nothing leaks through the front controller either.
-    for path in [
-        "/.env",
-        "/../.env",
-        "/%2e%2e/.env",
-        "/outside/passwd.txt",
-        "/x.phtml",
-    ] {
-        let raw = raw_get(&server, path);
-        assert_eq!(status_of(&raw), 404, "{path}: {raw}");
-        assert_no_leak(&raw, path);
-    }
+}
+
+#[tokio::test]
+async fn nothing_leaks_through_the_front_controller() {
+    assert_refused_everywhere(
+        &[
+            "/.env",
+            "/../.env",
+            "/%2e%2e/.env",
+            "/x.phtml",
+            "/x.php.bak",
+            "/env.txt",
+            "/source.txt",
+        ],
+        &[404],
+        &[("INDEX_FILE", "index.php")],
+    );
+    // With SYMLINKS=never the symlinked layout has no front controller to start with.
+    assert_refused_in(
+        &[Layout::Plain, Layout::Alias],
+        &["/outside/passwd.txt", "/linked.txt"],
+        &[404],
+        &[("INDEX_FILE", "index.php"), ("SYMLINKS", "never")],
+    );
 }
 
 #[test]

@@ -217,3 +217,51 @@ async fn post_content_type_and_length_are_passed() {
     assert_eq!(v["CONTENT_TYPE"], "text/plain");
     assert_eq!(v["CONTENT_LENGTH"], "5");
 }
+
+#[tokio::test]
+async fn server_software_is_configurable() {
+    let server = TestServer::start(&[("SERVER_SOFTWARE", "nginx (tokio_php)")]);
+    let v = json(
+        client()
+            .get(server.url("/server.php"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["SERVER_SOFTWARE"], "nginx (tokio_php)");
+}
+
+/// WordPress decides from SERVER_SOFTWARE whether the server rewrites URLs (pretty
+/// permalinks): its own wp-includes/vars.php sets `$is_nginx`, which `got_url_rewrite()`
+/// reads. Debian's `wordpress` package provides the file (scripts/setup-test-deps.sh).
+#[tokio::test]
+async fn wordpress_takes_a_server_software_with_nginx_for_nginx() {
+    let vars = std::path::Path::new("/usr/share/wordpress/wp-includes/vars.php");
+    if !vars.is_file() {
+        eprintln!(
+            "skipped: {} is missing (Debian's wordpress package)",
+            vars.display()
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("wp.php"),
+        format!(
+            "<?php function is_admin() {{ return false; }}\n\
+             require '{}';\n\
+             echo json_encode(['nginx' => $is_nginx, 'apache' => $is_apache, 'iis' => $is_IIS]);",
+            vars.display()
+        ),
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with_root(root.path(), &[("SERVER_SOFTWARE", "nginx (tokio_php)")]);
+    let v = json(client().get(server.url("/wp.php")).send().await.unwrap()).await;
+    assert_eq!(v, json!({"nginx": true, "apache": false, "iis": false}));
+    drop(server);
+    let server = TestServer::start_with_root(root.path(), &[]);
+    let v = json(client().get(server.url("/wp.php")).send().await.unwrap()).await;
+    assert_eq!(v, json!({"nginx": false, "apache": false, "iis": false}));
+}

@@ -18,7 +18,7 @@ mod deadline;
 mod request_id;
 mod timings;
 
-pub use crate::docroot::{Resolution, ScriptMatch, StaticFile};
+pub use crate::docroot::{PathResolver, Resolution, ScriptMatch, StaticFile};
 pub use connection::{Admission, ConnectionInfo, ConnectionShare};
 pub use deadline::Deadline;
 pub use request_id::{MAX_REQUEST_ID_LEN, RequestId, TRACEPARENT, TraceContext, X_REQUEST_ID};

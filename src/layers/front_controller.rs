@@ -4,7 +4,10 @@
 //!
 //! PHP sees `SCRIPT_NAME=/index.php`, the original `REQUEST_URI` and `QUERY_STRING`, and no
 //! `PATH_INFO` — what those frameworks route on. Hidden files (`/.env`), paths leaving the
-//! root and PHP source under other extensions still get 404, never the front controller.
+//! root and PHP source under other extensions still get 404, never the front controller;
+//! so does a missing file under an alias (`ALIASES`), a location of its own as in nginx.
+//! Build the layer with the PHP service's [`PathResolver`] ([`FrontControllerLayer::with_resolver`])
+//! so both see the same aliases and symlink policy.
 //!
 //! The layer must wrap the document-root service directly, since it decides before
 //! routing: it resolves the path once and hands its decision on in a [`ResolvedPath`]
@@ -40,19 +43,19 @@
 //! # }
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::task::{Context, Poll};
 
 use http::Request;
 use tower::{Layer, Service};
 
 use crate::context::ResolvedPath;
-use crate::docroot::{self, Resolution, ScriptMatch};
+use crate::docroot::{PathResolver, Resolution, ScriptMatch};
 
 /// Applies [`FrontController`] to a service.
 #[derive(Debug, Clone)]
 pub struct FrontControllerLayer {
-    root: PathBuf,
+    resolver: PathResolver,
     index: ScriptMatch,
 }
 
@@ -70,20 +73,36 @@ pub struct FrontControllerError {
 
 impl FrontControllerLayer {
     /// Runs `script` (relative to `document_root`, such as `index.php`) for every path that
-    /// names no file. Fails when the script does not exist under the root.
+    /// names no file, following symlinks, without aliases. Fails when the script does not
+    /// exist under the root.
     pub fn new(document_root: &Path, script: &str) -> Result<Self, FrontControllerError> {
-        let fail = |reason: String| FrontControllerError {
+        let resolver = PathResolver::new(document_root).map_err(|e| FrontControllerError {
             script: script.to_owned(),
             root: document_root.display().to_string(),
-            reason,
-        };
-        let root = document_root
-            .canonicalize()
-            .map_err(|e| fail(format!("document root: {e}")))?;
+            reason: format!("document root: {e}"),
+        })?;
+        Self::with_resolver(&resolver, script)
+    }
+
+    /// Runs `script` (relative to the resolver's document root) for every path that names
+    /// no file as `resolver` sees it: the PHP service's
+    /// ([`PhpService::path_resolver`](crate::PhpService::path_resolver)), with its aliases
+    /// and symlink policy. Fails when the script does not resolve to a script.
+    pub fn with_resolver(
+        resolver: &PathResolver,
+        script: &str,
+    ) -> Result<Self, FrontControllerError> {
         let name = format!("/{}", script.trim_start_matches('/'));
-        match docroot::resolve(&root, &name) {
-            Resolution::Script(index) if index.path_info.is_none() => Ok(Self { root, index }),
-            other => Err(fail(format!("it resolves to {other:?}"))),
+        match resolver.resolve(&name) {
+            Resolution::Script(index) if index.path_info.is_none() => Ok(Self {
+                resolver: resolver.clone(),
+                index,
+            }),
+            other => Err(FrontControllerError {
+                script: script.to_owned(),
+                root: resolver.document_root().display().to_string(),
+                reason: format!("it resolves to {other:?}"),
+            }),
         }
     }
 
@@ -133,8 +152,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let resolution = match docroot::resolve(&self.layer.root, request.uri().path()) {
-            Resolution::NotFound => Resolution::Script(self.layer.index.clone()),
+        let path = request.uri().path();
+        let resolver = &self.layer.resolver;
+        let resolution = match resolver.resolve(path) {
+            Resolution::NotFound if !resolver.in_alias(path) => {
+                Resolution::Script(self.layer.index.clone())
+            }
             other => other,
         };
         request.extensions_mut().insert(ResolvedPath(resolution));

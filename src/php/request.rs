@@ -11,9 +11,6 @@ use crate::context::ConnectionInfo;
 use crate::docroot::ScriptMatch;
 use crate::ffi::{ExecRequest, ServerVars};
 
-/// The value of `SERVER_SOFTWARE`.
-pub(crate) const SERVER_SOFTWARE: &str = concat!("tokio_php/", env!("CARGO_PKG_VERSION"));
-
 /// The parts of an HTTP request that PHP sees, borrowed while a [`PhpRequest`] is built.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
@@ -37,6 +34,8 @@ pub struct RequestParts<'a> {
     pub connection: Option<ConnectionInfo>,
     /// The request id ([`crate::layers::request_id`]), given to PHP as `REQUEST_ID`.
     pub request_id: Option<&'a str>,
+    /// `$_SERVER['SERVER_SOFTWARE']` ([`crate::config::ENV_SERVER_SOFTWARE`]).
+    pub server_software: &'a str,
 }
 
 /// A request ready for a PHP worker.
@@ -118,7 +117,7 @@ impl PhpRequest {
             vars.push(b"HTTPS", b"on");
         }
         vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
-        vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+        vars.push(b"SERVER_SOFTWARE", parts.server_software.as_bytes());
         if let Some(conn) = parts.connection {
             vars.push(b"REMOTE_ADDR", conn.remote.ip().to_string().as_bytes());
             vars.push(b"REMOTE_PORT", conn.remote.port().to_string().as_bytes());
@@ -277,6 +276,7 @@ mod tests {
             script_filename: PathBuf::from("/srv/public/index.php"),
             script_name: "/index.php".into(),
             path_info: Some("/users/42".into()),
+            alias_root: None,
         };
         let parts = RequestParts {
             method: &Method::POST,
@@ -292,6 +292,7 @@ mod tests {
                 tls: true,
             }),
             request_id: Some("req-1"),
+            server_software: "nginx (test)",
         };
         PhpRequest::new(parts, &script, "/srv/public", Some(3)).unwrap()
     }
@@ -332,6 +333,7 @@ mod tests {
         assert_eq!(var(&r, "HTTP_PROXY"), None);
         assert_eq!(var(&r, "SERVER_PROTOCOL"), Some("HTTP/1.1"));
         assert_eq!(var(&r, "REQUEST_ID"), Some("req-1"));
+        assert_eq!(var(&r, "SERVER_SOFTWARE"), Some("nginx (test)"));
         assert_eq!(r.cookie.as_deref().unwrap().to_str().unwrap(), "a=1; b=2");
     }
 

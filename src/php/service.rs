@@ -3,6 +3,7 @@
 //! body, queues the request for a worker and turns PHP's answer into a response. Every
 //! failure becomes a response here: 404, 400, 408, 413, 503, 500.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,11 +25,11 @@ use super::pool::{PoolHandle, SubmitError};
 use super::request::{PhpRequest, RequestParts};
 use super::response::{PhpBody, ResponseStart};
 use super::x_sendfile::{self, SendfileRoots};
-use crate::config::DEFAULT_MAX_BODY_SIZE;
+use crate::config::{DEFAULT_MAX_BODY_SIZE, DEFAULT_SERVER_SOFTWARE};
 use crate::context::{
     CollectTimings, ConnectionInfo, ConnectionShare, Deadline, RequestId, ResolvedPath,
 };
-use crate::docroot::{self, Resolution, ScriptMatch};
+use crate::docroot::{PathResolver, Resolution, ScriptMatch};
 use crate::early_hints::EarlyHints;
 use crate::error_response::{error_response, retry_later};
 use crate::log_throttle::Throttle;
@@ -44,7 +45,7 @@ pub struct PhpService {
 #[derive(Debug, Clone)]
 struct Inner {
     pool: PoolHandle,
-    root: PathBuf,
+    resolver: PathResolver,
     root_text: String,
     max_body_size: u64,
     static_options: StaticOptions,
@@ -53,6 +54,7 @@ struct Inner {
     min_body_rate: MinRate,
     max_wait_time: Option<Duration>,
     worker_mode: Option<WorkerRoute>,
+    server_software: String,
 }
 
 /// Worker mode: which paths go to the worker script's pool.
@@ -82,15 +84,14 @@ fn path_under(path: &str, prefix: &str) -> bool {
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl PhpService {
-    /// A service for `document_root` (made canonical here), running scripts on `pool`.
-    pub(crate) fn new(pool: PoolHandle, document_root: &Path) -> std::io::Result<Self> {
-        let root = document_root.canonicalize()?;
-        let root_text = root.to_string_lossy().into_owned();
-        let x_sendfile = SendfileRoots::document_root(&root);
-        Ok(Self {
+    /// A service for the paths `resolver` resolves, running scripts on `pool`.
+    pub(crate) fn new(pool: PoolHandle, resolver: PathResolver) -> Self {
+        let root_text = resolver.document_root().to_string_lossy().into_owned();
+        let x_sendfile = SendfileRoots::document_root(&resolver);
+        Self {
             inner: Arc::new(Inner {
                 pool,
-                root,
+                resolver,
                 root_text,
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
                 static_options: StaticOptions::default(),
@@ -99,8 +100,9 @@ impl PhpService {
                 min_body_rate: MinRate::NONE,
                 max_wait_time: None,
                 worker_mode: None,
+                server_software: DEFAULT_SERVER_SOFTWARE.to_owned(),
             }),
-        })
+        }
     }
 
     /// Sets the largest request body, in bytes (larger gets 413).
@@ -110,9 +112,11 @@ impl PhpService {
     }
 
     /// Sets the directories X-Sendfile / X-Accel-Redirect may hand files from (default: the
-    /// document root). Directories that do not exist are skipped with a warning.
+    /// document root), under the resolver's symlink policy. Directories that do not exist
+    /// are skipped with a warning.
     pub(crate) fn sendfile_roots(mut self, roots: &[PathBuf]) -> Self {
-        Arc::make_mut(&mut self.inner).x_sendfile = SendfileRoots::new(roots);
+        let policy = self.inner.resolver.symlink_policy();
+        Arc::make_mut(&mut self.inner).x_sendfile = SendfileRoots::new(roots, policy);
         self
     }
 
@@ -125,6 +129,12 @@ impl PhpService {
     /// Sets how static files are served (cache lifetime).
     pub(crate) fn static_options(mut self, options: StaticOptions) -> Self {
         Arc::make_mut(&mut self.inner).static_options = options;
+        self
+    }
+
+    /// Sets `$_SERVER['SERVER_SOFTWARE']`.
+    pub(crate) fn server_software(mut self, value: &str) -> Self {
+        value.clone_into(&mut Arc::make_mut(&mut self.inner).server_software);
         self
     }
 
@@ -145,13 +155,14 @@ impl PhpService {
     /// `script` (absolute) on `pool`, a [`WorkerModePool`](super::worker::WorkerModePool)'s
     /// handle; static files are still served as files.
     pub(crate) fn worker_mode(mut self, pool: PoolHandle, script: &Path, prefix: &str) -> Self {
-        let script_name = super::worker::script_name(&self.inner.root, script);
+        let script_name = super::worker::script_name(self.document_root(), script);
         Arc::make_mut(&mut self.inner).worker_mode = Some(WorkerRoute {
             pool,
             script: ScriptMatch {
                 script_filename: script.to_path_buf(),
                 script_name,
                 path_info: None,
+                alias_root: None,
             },
             prefix: prefix.to_owned(),
         });
@@ -165,7 +176,13 @@ impl PhpService {
 
     /// The canonical document root.
     pub fn document_root(&self) -> &Path {
-        &self.inner.root
+        self.inner.resolver.document_root()
+    }
+
+    /// What resolves request paths to files: the document root, the aliases, the symlink
+    /// policy. Give the same one to a [`FrontControllerLayer`](crate::layers::FrontControllerLayer).
+    pub fn path_resolver(&self) -> &PathResolver {
+        &self.inner.resolver
     }
 
     /// The worker pool this service queues on.
@@ -195,10 +212,12 @@ impl Inner {
     async fn handle(&self, mut request: Request<Body>) -> Response {
         let resolution = match request.extensions_mut().remove::<ResolvedPath>() {
             Some(ResolvedPath(resolution)) => resolution,
-            None => docroot::resolve(&self.root, request.uri().path()),
+            None => self.resolver.resolve(request.uri().path()),
         };
+        // An alias is a location of its own: the worker script never takes its paths.
         if let Some(route) = &self.worker_mode
             && route.matches(request.uri().path())
+            && !self.resolver.in_alias(request.uri().path())
         {
             match resolution {
                 // Files stay files; refusals stay refusals; everything else is the app's.
@@ -213,7 +232,7 @@ impl Inner {
         match resolution {
             Resolution::Script(script) => self.run(request, script, &self.pool).await,
             Resolution::File(file) => {
-                static_files::serve(&file.path, &file.meta, request, &self.static_options).await
+                static_files::serve(&file, request, &self.static_options).await
             }
             Resolution::DirectoryWithoutSlash => redirect_to_directory(&request),
             Resolution::BadRequest => error_response(StatusCode::BAD_REQUEST),
@@ -221,7 +240,7 @@ impl Inner {
             Resolution::Forbidden => {
                 static REFUSED: Throttle = Throttle::per_second(5);
                 if let Some(suppressed) = REFUSED.admit() {
-                    tracing::info!(uri = %request.uri(), suppressed, "refused a hidden, outside or source path; answering 404");
+                    tracing::info!(uri = %request.uri(), suppressed, "refused a hidden, PHP source or backup path, or a symlink SYMLINKS does not allow; answering 404");
                 }
                 error_response(StatusCode::NOT_FOUND)
             }
@@ -401,8 +420,14 @@ impl Inner {
             mount_prefix,
             connection,
             request_id: parts.extensions.get::<RequestId>().map(RequestId::as_str),
+            server_software: &self.server_software,
         };
-        PhpRequest::new(request_parts, script, &self.root_text, content_length).map_err(|err| {
+        // Under an alias, DOCUMENT_ROOT is its directory, as nginx's `$document_root` there.
+        let document_root = script.alias_root.as_deref().map_or(
+            Cow::Borrowed(self.root_text.as_str()),
+            Path::to_string_lossy,
+        );
+        PhpRequest::new(request_parts, script, &document_root, content_length).map_err(|err| {
             static INVALID: Throttle = Throttle::per_second(5);
             if let Some(suppressed) = INVALID.admit() {
                 tracing::info!(uri = %parts.uri, error = %err, suppressed, "request PHP cannot take; answering 400");

@@ -21,7 +21,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::job::{Job, RunningJob, WorkerSlot};
 use super::pool::{PoolHandle, WORKER_STACK_SIZE};
-use super::request::SERVER_SOFTWARE;
 use super::stats::PoolStats;
 use crate::ffi::{
     self, ExecOutcome, ExecRequest, Interrupter, PhpLogLevel, SapiHandler, ScriptEnd, ServerVars,
@@ -50,6 +49,8 @@ pub(crate) struct WorkerSettings {
     pub capacity: usize,
     /// Restart the scripts when a PHP file under the document root changes.
     pub watch: bool,
+    /// `$_SERVER['SERVER_SOFTWARE']` while the script boots.
+    pub server_software: String,
 }
 
 /// The running worker-mode threads.
@@ -350,7 +351,7 @@ impl BootRequest {
         vars.push(b"SCRIPT_NAME", script_name.as_bytes());
         vars.push(b"PHP_SELF", script_name.as_bytes());
         vars.push(b"DOCUMENT_ROOT", root.as_bytes());
-        vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+        vars.push(b"SERVER_SOFTWARE", settings.server_software.as_bytes());
         vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
         let started = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
