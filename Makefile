@@ -7,13 +7,17 @@ PHP_CONFIG_PATH = $(shell scripts/setup-php.sh)
 CARGO ?= cargo
 LISTEN_ADDR ?= 127.0.0.1:8080
 
-.PHONY: run test test-deps php build release lint fmt bench clean-php
+.PHONY: run test test-deps php pecl build release lint fmt bench clean-php
 
 php:
 	@scripts/setup-php.sh >/dev/null
 
 run: php
 	PHP_CONFIG=$(PHP_CONFIG_PATH) LISTEN_ADDR=$(LISTEN_ADDR) $(CARGO) run --release --bin tokio_php
+
+# PECL extensions against the same PHP: make pecl EXT="redis apcu" (prints the php.ini lines).
+pecl: php
+	PHP_CONFIG=$(PHP_CONFIG_PATH) scripts/build-pecl.sh $(EXT)
 
 test-deps:
 	@scripts/setup-test-deps.sh

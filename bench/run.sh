@@ -1,47 +1,89 @@
 #!/usr/bin/env bash
-# Side-by-side load test: tokio_php against nginx + php-fpm 8.2 (pm=static, the best of
-# 2, 4 and 8 children) and PHP's built-in server, on 127.0.0.1, same machine, same run.
+# Side-by-side load test: tokio_php against nginx + php-fpm 8.2 and Apache 2.4 + mod_php 8.2
+# (prefork), on 127.0.0.1, same machine, same run. Every server is started once and kept
+# running; each case then measures the servers in turn, round after round (A B C A B C …),
+# so that every round gives pairs measured seconds apart. See bench/README.md.
 #
-#   bench/run.sh               full run (10 s per case), writes bench/results/<date>.md
-#   bench/run.sh --smoke       2 s per case, one php-fpm size, no thresholds (CI)
-#   DURATION=20 bench/run.sh   longer cases
+#   bench/run.sh                    full run: 3 rounds of 10 s per case and server
+#   bench/run.sh --smoke            1 round of 2 s: proves the script works (CI); no thresholds
+#   DURATION=5 ROUNDS=2 bench/run.sh
+#   CASES="hello framework" bench/run.sh    a subset (hello json static big framework wordpress app)
+#   WORKERS=4 bench/run.sh          PHP workers on every side (default: one per core)
+#   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
 #
-# Every server started here is stopped by PID on exit. Load runs are bounded in time.
+# Writes bench/results/<date>.md (smoke: bench/results/smoke.md). Every server started here
+# is stopped by PID on exit; every load run is bounded in time.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+STARTED=$SECONDS
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
-DURATION=${DURATION:-$([ "$SMOKE" = 1 ] && echo 2 || echo 10)}
+full_or_smoke() { if [ "$SMOKE" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+DURATION=${DURATION:-$(full_or_smoke 10 2)}
+ROUNDS=${ROUNDS:-$(full_or_smoke 3 1)}
+WARMUP=${WARMUP:-$(full_or_smoke 1 0)}
 CONNECTIONS=${CONNECTIONS:-50}
-FPM_SIZES=${FPM_SIZES:-$([ "$SMOKE" = 1 ] && echo "4" || echo "2 4 8")}
-PORT_TOKIO=18080
-PORT_NGINX=18081
-PORT_NGINX_H2=18082
-PORT_BUILTIN=18083
+WP_CONNECTIONS=${WP_CONNECTIONS:-16}
+WORKERS=${WORKERS:-$(nproc)}
+JIT=${JIT:-off}
+CASES=${CASES:-hello json static big framework wordpress app}
+H2_CASES=${H2_CASES:-hello json static}
+QUEUE=${TOKIO_QUEUE:-2048}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-$(full_or_smoke 10000 500)}
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+
+for c in $CASES; do
+  case $c in hello | json | static | big | framework | wordpress | app) ;;
+    *) die "CASES: unknown case '$c' (known: hello json static big framework wordpress app)" ;;
+  esac
+done
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive number, not '$WORKERS'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
+case $JIT in off | tracing | function) ;; *) die "JIT: 'off', 'tracing' or 'function', not '$JIT'" ;; esac
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
 
 # --- tools ------------------------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nginx >/dev/null || need+=(nginx)
 command -v php-fpm8.2 >/dev/null || need+=(php8.2-fpm)
 command -v php8.2 >/dev/null || need+=(php8.2-cli)
-command -v pstree >/dev/null || need+=(psmisc)
+[ -x /usr/sbin/apache2 ] || need+=(apache2)
+[ -e /usr/lib/apache2/modules/libphp8.2.so ] || need+=(libapache2-mod-php8.2)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-dpkg-query -W -f='${Status}' php8.2-opcache 2>/dev/null | grep -q "install ok installed" || need+=(php8.2-opcache)
+installed php8.2-opcache || need+=(php8.2-opcache)
+if has_case wordpress; then
+  installed wordpress || need+=(wordpress)
+  installed php8.2-mysql || need+=(php8.2-mysql)
+  command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || need+=(mariadb-server-core)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq >&2
   # Packages must not start their own services: this script starts what it measures.
-  echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null; $SUDO chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# bench/run.sh: no service starts while it installs\nexit 101\n' |
+      $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  if [ "$own_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
+  trap - EXIT
 fi
 
 # --- tokio_php, release ----------------------------------------------------------------
@@ -50,20 +92,44 @@ PHP_CONFIG=$(scripts/setup-php.sh)
 PHP_CONFIG=$PHP_CONFIG cargo build --release --bin tokio_php >&2
 TOKIO_BIN=$ROOT/target/release/tokio_php
 
-# --- the application under test ---------------------------------------------------------
+# --- work directory, cleanup -------------------------------------------------------------
 WORK=$(mktemp -d /tmp/tokio_php_bench.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
+WP_CONFIG=""
+# A PID of PIDS is signalled only while it is still this script's child: one that has
+# exited may since name another program's process.
+ours() { [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]; }
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 0.3
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  local pid
+  for pid in "${PIDS[@]}"; do ours "$pid" && { kill "$pid" 2>/dev/null || true; }; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do ours "$pid" || break; sleep 0.1; done
+    if ours "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+  done
+  if [ -n "$WP_CONFIG" ]; then $SUDO rm -f "$WP_CONFIG"; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
+# Free TCP ports on 127.0.0.1, as many as asked (the kernel picks them; other programs on
+# this machine keep theirs).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+read -r PORT_TOKIO PORT_TOKIO_WORKER PORT_TOKIO_WP PORT_NGINX PORT_NGINX_H2 PORT_NGINX_WP \
+  PORT_APACHE PORT_APACHE_WP PORT_DB PORT_TOKIO_IDLE < <(free_ports 10)
+
+# --- the application under test ---------------------------------------------------------
 DOCROOT=$WORK/public
-mkdir -p "$DOCROOT/inc"
+mkdir -p "$DOCROOT"
 cat > "$DOCROOT/hello.php" <<'PHP'
 <?php
 echo "Hello, world!";
@@ -77,18 +143,6 @@ for ($i = 0; $i < 100; $i++) {
 header('Content-Type: application/json');
 echo json_encode(['data' => $rows, 'count' => count($rows)]);
 PHP
-for i in $(seq 1 50); do
-  printf '<?php\nfunction helper_%d($x) { return $x + %d; }\n' "$i" "$i" > "$DOCROOT/inc/f$i.php"
-done
-cat > "$DOCROOT/includes.php" <<'PHP'
-<?php
-$sum = 0;
-for ($i = 1; $i <= 50; $i++) {
-    require __DIR__ . "/inc/f$i.php";
-    $sum = ("helper_$i")($sum);
-}
-echo "sum=$sum";
-PHP
 dd if=/dev/urandom bs=1024 count=80 status=none | base64 -w 100 > "$DOCROOT/static.txt"
 truncate -s 102400 "$DOCROOT/static.txt"
 cat > "$DOCROOT/big.php" <<'PHP'
@@ -98,6 +152,8 @@ for ($i = 0; $i < 1024; $i++) {
     echo $line;
 }
 PHP
+# The "framework" case: autoloader, container, router, templates; see the generator.
+php8.2 bench/gen_framework.php "$DOCROOT"
 # The "app" case: a bootstrap that loads 200 classes and builds a small container, run on
 # every request classically (/app.php) and once per thread in worker mode (WORKER_SCRIPT).
 mkdir -p "$DOCROOT/app/src"
@@ -146,7 +202,7 @@ return static function (Container $container): string {
     foreach ($container->ids() as $id) {
         $sum += $container->get($id)->weight();
     }
-    return json_encode(['services' => count($container->ids()), 'sum' => $sum, 'path' => $_SERVER['REQUEST_URI']]);
+    return json_encode(['services' => count($container->ids()), 'sum' => $sum]);
 };
 PHP
 cat > "$DOCROOT/app.php" <<'PHP'
@@ -166,52 +222,124 @@ while (tokio_handle_request(static function () use (\$container, \$handle): void
 })) {
 }
 PHP
+# What each server's PHP runs with: the settings must agree; the version, SAPI and the
+# number of extensions are shown.
+cat > "$DOCROOT/ini.php" <<'PHP'
+<?php
+header('Content-Type: text/plain');
+$status = function_exists('opcache_get_status') ? opcache_get_status(false) : false;
+foreach (['opcache.enable', 'opcache.validate_timestamps', 'opcache.memory_consumption',
+          'opcache.interned_strings_buffer', 'opcache.max_accelerated_files', 'opcache.jit',
+          'opcache.jit_buffer_size'] as $key) {
+    echo "$key=", ini_get($key), "\n";
+}
+echo 'opcache.active=', $status && $status['opcache_enabled'] ? 1 : 0, "\n";
+echo 'opcache.jit.on=', $status && !empty($status['jit']['on']) ? 1 : 0, "\n";
+foreach (['memory_limit', 'output_buffering', 'realpath_cache_size', 'max_execution_time',
+          'error_reporting', 'zend.assertions'] as $key) {
+    echo "php.$key=", ini_get($key), "\n";
+}
+echo 'info: PHP ', PHP_VERSION, ' ', php_sapi_name(), ', ', count(get_loaded_extensions()), ' extensions', "\n";
+PHP
 chmod -R a+rX "$WORK"
 
-CASES=("hello:/hello.php" "json:/json.php" "includes:/includes.php" "static:/static.txt" "big:/big.php" "app:/app.php")
+# --- PHP settings, the same on every side ---------------------------------------------------
+# Debian's php.ini (php8.2-fpm's and libapache2-mod-php8.2's are the same file) for all
+# three, and one OPcache block read last. tokio_php's PHP has its extensions built in and
+# loads OPcache itself, so it gets php.ini + the block as one file (PHP_INI); php-fpm and
+# mod_php keep Debian's php.ini and conf.d and read the block from a second scan directory.
+OPCACHE_MEMORY=128
+case $JIT in
+  off) JIT_LINES="opcache.jit=disable
+opcache.jit_buffer_size=0" ;;
+  *) JIT_LINES="opcache.jit=$JIT
+opcache.jit_buffer_size=64M" ;;
+esac
+mkdir -p "$WORK/php/scan"
+cat > "$WORK/php/scan/zz-bench.ini" <<EOF
+; bench/run.sh: the same OPcache settings on every side
+opcache.enable=1
+opcache.validate_timestamps=0
+opcache.memory_consumption=$OPCACHE_MEMORY
+opcache.interned_strings_buffer=16
+opcache.max_accelerated_files=20000
+$JIT_LINES
+EOF
+cat /etc/php/8.2/fpm/php.ini "$WORK/php/scan/zz-bench.ini" > "$WORK/php/tokio.ini"
+chmod -R a+rX "$WORK/php"
 
 # --- measuring ---------------------------------------------------------------------------
-# Sum of VmRSS (KiB) over a process and its descendant processes (threads share theirs).
-tree_rss() {
-  local pids
-  pids=$(pstree -pT "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' || echo "$1")
-  local total=0
-  for p in $pids; do
-    local kb
-    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    total=$((total + ${kb:-0}))
-  done
-  echo "$total"
+# peak_rss LOAD_PID PID... prints the largest RSS (MiB) of the servers' processes and their
+# descendants (threads share theirs) seen every 250 ms while the load generator LOAD_PID
+# runs: one Python process reading /proc, so that sampling costs every server the same
+# little CPU, however many processes it has.
+peak_rss() {
+  python3 - "$@" <<'PY'
+import os, sys, time
+load, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def tree(pid):
+    pids = [pid]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    pids += tree(int(child))
+    except OSError:
+        pass
+    return pids
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def running(pid):  # a zombie has finished too
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+peak = 0
+while running(load):
+    peak = max(peak, sum(rss_kib(p) for root in roots for p in tree(root)))
+    time.sleep(0.25)
+print(peak // 1024)
+PY
 }
 
-# Runs wrk and prints "rps p50_ms p99_ms errors peak_rss_mib".
+# measure_wrk URL CONNECTIONS HOST PID... prints "rps p50_ms p99_ms errors peak_rss_mib".
 measure_wrk() {
-  local url=$1 pid=$2 out peak=0
-  out=$WORK/wrk.out
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency "$url" >"$out" 2>&1 &
-  local wrk_pid=$!
-  while kill -0 "$wrk_pid" 2>/dev/null; do
-    local rss; rss=$(tree_rss "$pid"); [ "$rss" -gt "$peak" ] && peak=$rss
-    sleep 0.25
-  done
-  wait "$wrk_pid" || true
-  local rps p50 p99 errors
+  local url=$1 conns=$2 host=$3 out=$WORK/wrk.out
+  shift 3
+  local args=(-t2 -c"$conns" -d"${DURATION}s" --timeout 10s --latency)
+  [ -n "$host" ] && args+=(-H "Host: $host")
+  wrk "${args[@]}" "$url" >"$out" 2>&1 &
+  local load=$! peak rps p50 p99 errors
+  peak=$(peak_rss "$load" "$@")
+  wait "$load" || true
   rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$out")
   p50=$(awk '$1=="50%" {print $2}' "$out")
   p99=$(awk '$1=="99%" {print $2}' "$out")
   errors=$(awk '/Non-2xx or 3xx responses:/ {n+=$NF} /Socket errors:/ {gsub(",",""); n+=$4+$6+$8+$10} END {print n+0}' "$out")
-  echo "${rps:-0} $(to_ms "${p50:-0}") $(to_ms "${p99:-0}") ${errors:-0} $((peak / 1024))"
+  echo "${rps:-0} $(to_ms "${p50:-0}") $(to_ms "${p99:-0}") ${errors:-0} $peak"
 }
 
-# Runs h2load (HTTP/2 cleartext, prior knowledge) and prints "rps mean_ms errors".
+# measure_h2 URL PID... (HTTP/2 cleartext, prior knowledge) prints the same fields, with
+# h2load's mean time per request for p50 and none for p99.
 measure_h2() {
   local url=$1 out=$WORK/h2.out
-  h2load -c "$CONNECTIONS" -m 10 -t 2 -D "$DURATION" "$url" >"$out" 2>&1 || true
-  local rps mean errors
+  shift
+  h2load -c "$CONNECTIONS" -m 10 -t 2 -D "$DURATION" "$url" >"$out" 2>&1 &
+  local load=$! peak rps mean errors
+  peak=$(peak_rss "$load" "$@")
+  wait "$load" || true
   rps=$(awk '/^finished in/ {gsub(",",""); for (i=1;i<=NF;i++) if ($(i+1)=="req/s") printf "%d", $i}' "$out")
   mean=$(awk '/^time for request:/ {print $6}' "$out")
   errors=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1)=="failed," || $(i+1)=="errored,") n+=$i} END {print n+0}' "$out")
-  echo "${rps:-0} $(to_ms "${mean:-0}") ${errors:-0}"
+  echo "${rps:-0} $(to_ms "${mean:-0}") 0 ${errors:-0} $peak"
 }
 
 # wrk/h2load durations (123.45us, 1.2ms, 2.01s) in milliseconds.
@@ -228,70 +356,101 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  say "nothing listens on port $1"; return 1
+  die "nothing listens on port $1 (see the logs in $WORK)"
 }
-
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-# A server already on one of the ports would be measured instead of ours: refuse.
-for port in $PORT_TOKIO $PORT_NGINX; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port on 127.0.0.1 is in use by another process; stop it or free the port"
-  fi
-done
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }
+# record CASE PROTOCOL CONNECTIONS SERVER ROUND "rps p50 p99 errors rss"
+record() {
+  local fields
+  read -r -a fields <<<"$6"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$(IFS=$'\t'; echo "${fields[*]}")" >>"$RESULTS"
+}
 
-# --- tokio_php ---------------------------------------------------------------------------
-say "tokio_php"
+# --- WordPress: MariaDB and the site, once ------------------------------------------------
+if has_case wordpress; then
+  say "MariaDB on 127.0.0.1:$PORT_DB, data in $WORK/db"
+  DB_USER_ARGS=()
+  [ "$(id -u)" = 0 ] && DB_USER_ARGS=(--user=root)
+  mariadb-install-db --no-defaults --datadir="$WORK/db" --auth-root-authentication-method=normal \
+    --skip-test-db "${DB_USER_ARGS[@]}" >"$WORK/db-install.log" 2>&1 \
+    || die "mariadb-install-db failed: $(tail -3 "$WORK/db-install.log")"
+  mariadbd --no-defaults --datadir="$WORK/db" --socket="$WORK/db.sock" --port="$PORT_DB" \
+    --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$WORK/db.pid" \
+    --log-error="$WORK/db.log" --innodb-buffer-pool-size=64M "${DB_USER_ARGS[@]}" >/dev/null 2>&1 &
+  DB_PID=$!; PIDS+=("$DB_PID")
+  for _ in $(seq 1 300); do [ -S "$WORK/db.sock" ] && break; sleep 0.1; done
+  [ -S "$WORK/db.sock" ] || die "mariadbd did not start: $(tail -3 "$WORK/db.log")"
+  php8.2 -r '
+    $db = new mysqli("localhost", "root", "", "", 0, $argv[1]);
+    $db->query("CREATE DATABASE wordpress");
+    $db->query("CREATE USER wordpress@127.0.0.1 IDENTIFIED BY \"bench\"");
+    $db->query("GRANT ALL ON wordpress.* TO wordpress@127.0.0.1");' "$WORK/db.sock"
+
+  # Debian's /usr/share/wordpress/wp-config.php reads /etc/wordpress/config-<host>.php for
+  # the request's Host: a name of this run's own, removed on exit. WP_HOME follows the Host
+  # so that each server's port serves the same site without a redirect.
+  WP_HOST=tokio-php-bench-$$-$RANDOM.test
+  WP_CONFIG=/etc/wordpress/config-$WP_HOST.php
+  $SUDO tee "$WP_CONFIG" >/dev/null <<PHP
+<?php
+// bench/run.sh, removed when the run ends
+define('DB_NAME', 'wordpress');
+define('DB_USER', 'wordpress');
+define('DB_PASSWORD', 'bench');
+define('DB_HOST', '127.0.0.1:$PORT_DB');
+define('WP_HOME', 'http://' . \$_SERVER['HTTP_HOST']);
+define('WP_SITEURL', 'http://' . \$_SERVER['HTTP_HOST']);
+define('DISABLE_WP_CRON', true);
+define('AUTOMATIC_UPDATER_DISABLED', true);
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+PHP
+  $SUDO chmod 644 "$WP_CONFIG"
+  cat > "$WORK/wp-install.php" <<'PHP'
+<?php
+// The install that wp-admin/install.php does, from the command line; then a few posts.
+$_SERVER['HTTP_HOST'] = $argv[1];
+$_SERVER['REQUEST_URI'] = '/';
+define('WP_INSTALLING', true);
+require '/usr/share/wordpress/wp-load.php';
+function wp_new_blog_notification() {} // no mail
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+wp_install('tokio_php bench', 'admin', 'admin@example.invalid', true, '', wp_generate_password(24));
+for ($i = 1; $i <= 5; $i++) {
+    $body = str_repeat("<!-- wp:paragraph --><p>Post $i: a paragraph with <em>markup</em> &amp; entities.</p><!-- /wp:paragraph -->\n", 8);
+    wp_insert_post(['post_title' => "Post $i", 'post_content' => $body, 'post_status' => 'publish']);
+}
+echo get_option('template'), ', ', wp_count_posts()->publish, " posts\n";
+PHP
+  wp_site=$(php8.2 "$WORK/wp-install.php" "$WP_HOST" 2>"$WORK/wp-install.log") \
+    || die "the WordPress install failed: $(tail -3 "$WORK/wp-install.log")"
+  say "WordPress at Host $WP_HOST: theme $wp_site"
+fi
+
+# --- the servers, all started once -----------------------------------------------------------
+start_tokio() { # start_tokio PORT LOG ENV... ; sets TOKIO_STARTED
+  local port=$1 log=$2
+  shift 2
+  env LISTEN_ADDR=127.0.0.1:$port PHP_WORKERS=$WORKERS QUEUE_CAPACITY=$QUEUE \
+    PHP_INI=$WORK/php/tokio.ini LOG_LEVEL=warn "$@" "$TOKIO_BIN" >"$WORK/$log" 2>&1 &
+  TOKIO_STARTED=$!; PIDS+=("$TOKIO_STARTED")
+}
+say "tokio_php, $WORKERS PHP workers"
 # h2load keeps CONNECTIONS x 10 requests in flight: a queue that holds them all, as
 # php-fpm's listen backlog does (the default, workers x 100, would answer some with 503).
-LISTEN_ADDR=127.0.0.1:$PORT_TOKIO DOCUMENT_ROOT=$DOCROOT PHP_WORKERS=${TOKIO_WORKERS:-0} \
-  QUEUE_CAPACITY=${TOKIO_QUEUE:-2048} LOG_LEVEL=warn "$TOKIO_BIN" >"$WORK/tokio.log" 2>&1 &
-TOKIO_PID=$!; PIDS+=("$TOKIO_PID")
-wait_port $PORT_TOKIO
-for c in "${CASES[@]}"; do
-  name=${c%%:*}; path=${c#*:}
-  curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TOKIO$path"
-  record tokio_php "$name" "$(measure_wrk "http://127.0.0.1:$PORT_TOKIO$path" "$TOKIO_PID")"
-  record tokio_php "$name-h2" "$(measure_h2 "http://127.0.0.1:$PORT_TOKIO$path")"
-done
-stop "$TOKIO_PID"
+start_tokio "$PORT_TOKIO" tokio.log DOCUMENT_ROOT="$DOCROOT"
+TOKIO_PID=$TOKIO_STARTED
+start_tokio "$PORT_TOKIO_WORKER" tokio-worker.log DOCUMENT_ROOT="$DOCROOT" \
+  WORKER_SCRIPT="$WORK/worker.php" WORKER_MATCH=/worker
+TOKIO_WORKER_PID=$TOKIO_STARTED
+if has_case wordpress; then
+  start_tokio "$PORT_TOKIO_WP" tokio-wp.log DOCUMENT_ROOT=/usr/share/wordpress
+  TOKIO_WP_PID=$TOKIO_STARTED
+fi
 
-# --- tokio_php, worker mode: the "app" case booted once per thread ------------------------
-say "tokio_php worker mode"
-LISTEN_ADDR=127.0.0.1:$PORT_TOKIO DOCUMENT_ROOT=$DOCROOT PHP_WORKERS=${TOKIO_WORKERS:-0} \
-  QUEUE_CAPACITY=${TOKIO_QUEUE:-2048} WORKER_SCRIPT=$WORK/worker.php WORKER_MATCH=/worker \
-  LOG_LEVEL=warn "$TOKIO_BIN" >"$WORK/tokio-worker.log" 2>&1 &
-TOKIO_PID=$!; PIDS+=("$TOKIO_PID")
-wait_port $PORT_TOKIO
-curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TOKIO/worker"
-record "tokio_php worker" app "$(measure_wrk "http://127.0.0.1:$PORT_TOKIO/worker" "$TOKIO_PID")"
-stop "$TOKIO_PID"
-
-# --- tokio_php: what idle keep-alive connections cost ----------------------------------------
-# IDLE_CONNECTIONS connections each send one request and then sit idle; the RSS difference
-# per connection is the figure (issue 14's target: 16 KiB or less per idle HTTP/1.1 one).
-IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-$([ "$SMOKE" = 1 ] && echo 500 || echo 10000)}
-ulimit -n $((IDLE_CONNECTIONS + 1024)) 2>/dev/null \
-  || die "cannot raise the open-file limit to $((IDLE_CONNECTIONS + 1024)); set IDLE_CONNECTIONS lower"
-say "tokio_php, $IDLE_CONNECTIONS idle connections"
-LISTEN_ADDR=127.0.0.1:$PORT_TOKIO DOCUMENT_ROOT=$DOCROOT PHP_WORKERS=${TOKIO_WORKERS:-0} \
-  MAX_CONNECTIONS=$((IDLE_CONNECTIONS + 100)) LOG_LEVEL=warn \
-  "$TOKIO_BIN" >"$WORK/tokio-idle.log" 2>&1 &
-TOKIO_PID=$!; PIDS+=("$TOKIO_PID")
-wait_port $PORT_TOKIO
-IDLE_RESULT=$(timeout 300 python3 bench/idle_connections.py --port $PORT_TOKIO --pid "$TOKIO_PID" \
-  --connections "$IDLE_CONNECTIONS" --path /hello.php --warmup "$([ "$SMOKE" = 1 ] && echo 50 || echo 2000)")
-say "$IDLE_RESULT"
-stop "$TOKIO_PID"
-
-# --- nginx + php-fpm ---------------------------------------------------------------------
-start_fpm() {
-  local children=$1
-  cat >"$WORK/fpm.conf" <<EOF
+say "php-fpm, pm=static, $WORKERS children"
+cat >"$WORK/fpm.conf" <<EOF
 [global]
 pid = $WORK/fpm.pid
 error_log = $WORK/fpm.log
@@ -303,19 +462,25 @@ listen = $WORK/fpm.sock
 listen.owner = www-data
 listen.group = www-data
 pm = static
-pm.max_children = $children
-php_admin_value[opcache.enable] = 1
-php_admin_value[opcache.validate_timestamps] = 0
-php_admin_value[opcache.memory_consumption] = 128
+pm.max_children = $WORKERS
 php_admin_flag[log_errors] = on
 EOF
-  php-fpm8.2 -F -y "$WORK/fpm.conf" >"$WORK/fpm.out" 2>&1 &
-  FPM_PID=$!; PIDS+=("$FPM_PID")
-  for _ in $(seq 1 50); do [ -S "$WORK/fpm.sock" ] && break; sleep 0.1; done
-}
+PHP_INI_SCAN_DIR=/etc/php/8.2/fpm/conf.d:$WORK/php/scan \
+  php-fpm8.2 -F -c /etc/php/8.2/fpm/php.ini -y "$WORK/fpm.conf" >"$WORK/fpm.out" 2>&1 &
+FPM_PID=$!; PIDS+=("$FPM_PID")
+for _ in $(seq 1 50); do [ -S "$WORK/fpm.sock" ] && break; sleep 0.1; done
 
-start_nginx() {
-  cat >"$WORK/nginx.conf" <<EOF
+say "nginx"
+cat >"$WORK/nginx-php.conf" <<EOF
+location ~ \.php\$ {
+  try_files \$uri =404;
+  include /etc/nginx/fastcgi_params;
+  fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+  fastcgi_pass unix:$WORK/fpm.sock;
+  fastcgi_keep_conn on;
+}
+EOF
+cat >"$WORK/nginx.conf" <<EOF
 user www-data;
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -332,103 +497,278 @@ http {
     listen 127.0.0.1:$PORT_NGINX_H2 http2;
     root $DOCROOT;
     location / { try_files \$uri =404; }
-    location ~ \.php\$ {
-      try_files \$uri =404;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-      fastcgi_pass unix:$WORK/fpm.sock;
-      fastcgi_keep_conn on;
-    }
+    include $WORK/nginx-php.conf;
+  }
+  server {
+    listen 127.0.0.1:$PORT_NGINX_WP;
+    # PHP's SERVER_NAME, which WordPress compares with its own host (as the others set it).
+    server_name ${WP_HOST:-_};
+    root /usr/share/wordpress;
+    index index.php;
+    location / { try_files \$uri \$uri/ /index.php?\$args; }
+    include $WORK/nginx-php.conf;
   }
 }
 EOF
-  nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx.out" 2>&1 &
-  NGINX_PID=$!; PIDS+=("$NGINX_PID")
-  wait_port $PORT_NGINX
+nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx.out" 2>&1 &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+
+say "Apache + mod_php, prefork, $WORKERS processes"
+mkdir -p "$WORK/apache"
+APACHE_KEEPALIVE_REQUESTS=100
+cat >"$WORK/apache.conf" <<EOF
+# bench/run.sh: Apache 2.4 prefork + mod_php, Debian's modules, its own files in $WORK.
+ServerRoot $WORK/apache
+DefaultRuntimeDir $WORK/apache
+PidFile $WORK/apache.pid
+ErrorLog $WORK/apache-error.log
+LogLevel warn
+ServerName 127.0.0.1
+LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
+LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
+LoadModule php_module /usr/lib/apache2/modules/libphp8.2.so
+# Else mod_php would read a php.ini in the working directory first (this repository has one).
+PHPIniDir /etc/php/8.2/apache2
+User www-data
+Group www-data
+StartServers $WORKERS
+MinSpareServers 1
+MaxSpareServers $WORKERS
+ServerLimit $WORKERS
+MaxRequestWorkers $WORKERS
+MaxConnectionsPerChild 0
+# Debian's apache2.conf values
+KeepAlive On
+MaxKeepAliveRequests $APACHE_KEEPALIVE_REQUESTS
+KeepAliveTimeout 5
+# Not Debian's default (Off): static files take the kernel's sendfile path, as nginx's do.
+EnableSendfile On
+TypesConfig /etc/mime.types
+DirectoryIndex index.php index.html
+<FilesMatch "\.php\$">
+  SetHandler application/x-httpd-php
+</FilesMatch>
+<Directory />
+  AllowOverride None
+  Require all granted
+</Directory>
+Listen 127.0.0.1:$PORT_APACHE
+Listen 127.0.0.1:$PORT_APACHE_WP
+<VirtualHost 127.0.0.1:$PORT_APACHE>
+  DocumentRoot $DOCROOT
+</VirtualHost>
+<VirtualHost 127.0.0.1:$PORT_APACHE_WP>
+  DocumentRoot /usr/share/wordpress
+</VirtualHost>
+EOF
+# In a session of its own: on shutdown Apache signals its whole process group, which
+# would otherwise be this script's.
+PHP_INI_SCAN_DIR=/etc/php/8.2/apache2/conf.d:$WORK/php/scan \
+  setsid /usr/sbin/apache2 -f "$WORK/apache.conf" -DFOREGROUND >"$WORK/apache.out" 2>&1 &
+APACHE_PID=$!; PIDS+=("$APACHE_PID")
+
+for port in $PORT_TOKIO $PORT_TOKIO_WORKER $PORT_NGINX $PORT_NGINX_H2 $PORT_APACHE; do wait_port "$port"; done
+has_case wordpress && for port in $PORT_TOKIO_WP $PORT_NGINX_WP $PORT_APACHE_WP; do wait_port "$port"; done
+
+# --- the same PHP settings on every side: checked, not assumed ------------------------------
+INI_REPORT=""
+ini_first=""
+for server in tokio fpm apache; do
+  case $server in
+    tokio) port=$PORT_TOKIO label=tokio_php ;;
+    fpm) port=$PORT_NGINX label=nginx+php-fpm ;;
+    apache) port=$PORT_APACHE label=apache+mod_php ;;
+  esac
+  ini=$(curl -fsS --retry 20 --retry-connrefused --retry-delay 0 "http://127.0.0.1:$port/ini.php") \
+    || die "$label did not answer /ini.php"
+  settings=$(grep -v '^info:' <<<"$ini" | tr '\n' ' ')
+  [ -z "$ini_first" ] && ini_first=$settings
+  [ "$settings" = "$ini_first" ] || die "PHP settings differ: tokio_php has '$ini_first', $label has '$settings'"
+  INI_REPORT+="- $label: $(grep '^info:' <<<"$ini" | sed 's/^info: //')"$'\n'
+done
+grep -q 'opcache.active=1' <<<"$ini_first" || die "OPcache is not active: $ini_first"
+say "PHP settings agree: $ini_first"
+
+# --- the cases -----------------------------------------------------------------------------
+# Each case: which servers, the path, the connections, and (WordPress) the Host to send.
+case_servers() {
+  case $1 in
+    app) echo "tokio worker" ;;
+    *) echo "tokio fpm apache" ;;
+  esac
+}
+case_path() {
+  case $1 in
+    hello) echo /hello.php ;; json) echo /json.php ;; static) echo /static.txt ;;
+    big) echo /big.php ;; framework) echo '/fw.php?route=/catalogue20/3' ;;
+    wordpress) echo / ;; app) echo /app.php ;;
+  esac
+}
+case_connections() { if [ "$1" = wordpress ]; then echo "$WP_CONNECTIONS"; else echo "$CONNECTIONS"; fi; }
+label_of() {
+  case $1 in
+    tokio) echo tokio_php ;; worker) echo "tokio_php worker" ;;
+    fpm) echo nginx+php-fpm ;; apache) echo apache+mod_php ;;
+  esac
+}
+# target SERVER CASE sets URL, HOST_HEADER and SERVER_PIDS (the processes whose RSS counts).
+target() {
+  local server=$1 case=$2 port path
+  path=$(case_path "$case")
+  HOST_HEADER=""
+  case $server in
+    tokio) port=$PORT_TOKIO; SERVER_PIDS="$TOKIO_PID" ;;
+    worker) port=$PORT_TOKIO_WORKER; SERVER_PIDS="$TOKIO_WORKER_PID"; path=/worker ;;
+    fpm) port=$PORT_NGINX; SERVER_PIDS="$NGINX_PID $FPM_PID" ;;
+    apache) port=$PORT_APACHE; SERVER_PIDS="$APACHE_PID" ;;
+  esac
+  if [ "$case" = wordpress ]; then
+    case $server in
+      tokio) port=$PORT_TOKIO_WP; SERVER_PIDS="$TOKIO_WP_PID" ;;
+      fpm) port=$PORT_NGINX_WP ;;
+      apache) port=$PORT_APACHE_WP ;;
+    esac
+    HOST_HEADER=$WP_HOST:$port
+  fi
+  URL=http://127.0.0.1:$port$path
 }
 
-# Peak RSS of nginx + php-fpm: both process trees.
-measure_nginx_wrk() {
-  local url=$1 line fpm_peak
-  line=$(measure_wrk "$url" "$NGINX_PID")
-  fpm_peak=$(( $(tree_rss "$FPM_PID") / 1024 ))
-  echo "$line" | awk -v f="$fpm_peak" '{print $1, $2, $3, $4, $5 + f}'
-}
-
-best_fpm=""
-best_rps=0
-for children in $FPM_SIZES; do
-  say "nginx + php-fpm, pm=static, $children children"
-  start_fpm "$children"; start_nginx
-  for c in "${CASES[@]}"; do
-    name=${c%%:*}; path=${c#*:}
-    curl -fsS -o /dev/null "http://127.0.0.1:$PORT_NGINX$path"
-    record "nginx+fpm($children)" "$name" "$(measure_nginx_wrk "http://127.0.0.1:$PORT_NGINX$path")"
-    record "nginx+fpm($children)" "$name-h2" "$(measure_h2 "http://127.0.0.1:$PORT_NGINX_H2$path")"
+# One request per server: it must be a 200, and the bodies should be the same (WordPress's
+# carry the port they were asked on, taken out before comparing).
+BODIES_REPORT=""
+check_case() {
+  local case=$1 server first="" sizes="" code differs=""
+  for server in $(case_servers "$case"); do
+    target "$server" "$case"
+    code=$(curl -sS -o "$WORK/body.$server" -w '%{http_code}' ${HOST_HEADER:+-H "Host: $HOST_HEADER"} "$URL") || code=000
+    [ "$code" = 200 ] || die "$case: $(label_of "$server") answered $code to $URL (see the logs in $WORK)"
+    [ "$case" = wordpress ] && sed -i "s/$WP_HOST:[0-9]*/$WP_HOST/g" "$WORK/body.$server"
+    sizes+="$(label_of "$server") $(wc -c <"$WORK/body.$server") B, "
+    if [ -z "$first" ]; then
+      first=$server
+    elif ! cmp -s "$WORK/body.$first" "$WORK/body.$server"; then
+      differs+="$(diff "$WORK/body.$first" "$WORK/body.$server" | head -4 | cut -c1-160 | sed 's/^/    /' || true)"$'\n'
+    fi
   done
-  rps=$(awk -v s="nginx+fpm($children)" -F'\t' '$1==s && $2=="hello" {split($3,a," "); print a[1]}' "$RESULTS")
-  if [ "${rps:-0}" -gt "$best_rps" ]; then best_rps=$rps; best_fpm="nginx+fpm($children)"; fi
-  stop "$NGINX_PID"; stop "$FPM_PID"
+  if [ -z "$differs" ]; then
+    BODIES_REPORT+="- $case: the same body from every server (${sizes%, })"$'\n'
+  else
+    BODIES_REPORT+="- $case: **the bodies differ** (${sizes%, }); first lines of the diff against $(label_of "$first"):"$'\n\n'"$differs"$'\n'
+  fi
+}
+
+warm_up() {
+  local case=$1 server
+  [ "$WARMUP" = 0 ] && return 0
+  for server in $(case_servers "$case"); do
+    target "$server" "$case"
+    wrk -t2 -c"$(case_connections "$case")" -d"${WARMUP}s" ${HOST_HEADER:+-H "Host: $HOST_HEADER"} "$URL" >/dev/null 2>&1 || true
+  done
+}
+
+for case in $CASES; do
+  check_case "$case"
+  warm_up "$case"
+  conns=$(case_connections "$case")
+  for round in $(seq 1 "$ROUNDS"); do
+    line="$case, round $round/$ROUNDS:"
+    for server in $(case_servers "$case"); do
+      target "$server" "$case"
+      # shellcheck disable=SC2086 # SERVER_PIDS is a list of PIDs
+      result=$(measure_wrk "$URL" "$conns" "$HOST_HEADER" $SERVER_PIDS)
+      record "$case" h1 "$conns" "$(label_of "$server")" "$round" "$result"
+      line+=" $(label_of "$server") ${result%% *}"
+    done
+    say "$line req/s"
+  done
+  if [[ " $H2_CASES " == *" $case "* ]]; then
+    for round in $(seq 1 "$ROUNDS"); do
+      line="$case h2c, round $round/$ROUNDS:"
+      for server in tokio fpm; do
+        target "$server" "$case"
+        [ "$server" = fpm ] && URL=${URL/:$PORT_NGINX\//:$PORT_NGINX_H2/}
+        # shellcheck disable=SC2086
+        result=$(measure_h2 "$URL" $SERVER_PIDS)
+        record "$case" h2 "$CONNECTIONS" "$(label_of "$server")" "$round" "$result"
+        line+=" $(label_of "$server") ${result%% *}"
+      done
+      say "$line req/s"
+    done
+  fi
 done
 
-# --- PHP's built-in server (a floor) ------------------------------------------------------
-say "php -S (built-in server)"
-php8.2 -d opcache.enable_cli=1 -S 127.0.0.1:$PORT_BUILTIN -t "$DOCROOT" >"$WORK/builtin.log" 2>&1 &
-BUILTIN_PID=$!; PIDS+=("$BUILTIN_PID")
-wait_port $PORT_BUILTIN
-for c in "${CASES[@]}"; do
-  name=${c%%:*}; path=${c#*:}
-  record "php -S" "$name" "$(measure_wrk "http://127.0.0.1:$PORT_BUILTIN$path" "$BUILTIN_PID")"
-done
-stop "$BUILTIN_PID"
+# --- tokio_php: what idle keep-alive connections cost ----------------------------------------
+# IDLE_CONNECTIONS connections each send one request and then sit idle; the RSS difference
+# per connection is the figure (issue 14's target: 16 KiB or less per idle HTTP/1.1 one).
+ulimit -n $((IDLE_CONNECTIONS + 1024)) 2>/dev/null \
+  || die "cannot raise the open-file limit to $((IDLE_CONNECTIONS + 1024)); set IDLE_CONNECTIONS lower"
+say "tokio_php, $IDLE_CONNECTIONS idle connections"
+start_tokio "$PORT_TOKIO_IDLE" tokio-idle.log DOCUMENT_ROOT="$DOCROOT" \
+  MAX_CONNECTIONS=$((IDLE_CONNECTIONS + 100))
+wait_port "$PORT_TOKIO_IDLE"
+IDLE_RESULT=$(timeout 300 python3 bench/idle_connections.py --port "$PORT_TOKIO_IDLE" --pid "$TOKIO_STARTED" \
+  --connections "$IDLE_CONNECTIONS" --path /hello.php --warmup "$(full_or_smoke 2000 50)")
+say "$IDLE_RESULT"
+kill "$TOKIO_STARTED"
 
 # --- report ------------------------------------------------------------------------------
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p bench/results
-REPORT=bench/results/$([ "$SMOKE" = 1 ] && echo "smoke" || echo "$DATE").md
+REPORT=bench/results/$(full_or_smoke "$DATE" smoke).md
 {
   echo "# tokio_php benchmark, $DATE"
   echo
-  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)."
-  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) with PHP $("$PHP_CONFIG" --version) (ZTS, embed),"
-  echo "$(nginx -v 2>&1 | sed 's|nginx version: ||'), PHP-FPM $(php-fpm8.2 -v | head -1 | awk '{print $2}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
-  echo "Load: wrk -t2 -c$CONNECTIONS -d${DURATION}s (HTTP/1.1 keep-alive); h2load -c$CONNECTIONS -m10 -D$DURATION (h2c)."
-  echo "tokio_php: PHP_WORKERS=${TOKIO_WORKERS:-0} (0 = one per core), QUEUE_CAPACITY=${TOKIO_QUEUE:-2048}."
-  echo "nginx + php-fpm: pm=static with ${FPM_SIZES// /, } children, OPcache on, validate_timestamps off; best (by hello.php): $best_fpm."
-  echo "Mode: $([ "$SMOKE" = 1 ] && echo "smoke (figures not meaningful)" || echo full)."
+  echo "Mode: $(full_or_smoke full "smoke (figures not meaningful)"); $ROUNDS round(s) of ${DURATION} s per case and server; took $((SECONDS - STARTED)) s."
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr);"
+  echo "load average (1, 5, 15 min) at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "The load generator shares the cores with the servers."
   echo
-  echo "| case | server | req/s | p50 ms | p99 ms | errors | peak RSS MiB |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
-  awk -F'\t' '$2 !~ /-h2$/ {split($3,a," "); printf "| %s | %s | %s | %s | %s | %s | %s |\n", $2, $1, a[1], a[2], a[3], a[4], a[5]}' "$RESULTS" | sort -t'|' -k2,2 -s
+  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) ($(git rev-parse --short HEAD)) with PHP $("$PHP_CONFIG" --version) (ZTS, embed);"
+  echo "$(nginx -v 2>&1 | sed 's|nginx version: ||') with PHP-FPM $(php-fpm8.2 -v | head -1 | awk '{print $2}');"
+  echo "$(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p') with mod_php $(dpkg-query -W -f='${Version}' libapache2-mod-php8.2);"
+  has_case wordpress && echo "WordPress $(sed -n "s/^\$wp_version = '\(.*\)';/\1/p" /usr/share/wordpress/wp-includes/version.php) (Debian's package) on MariaDB $(mariadbd --version | awk '{print $3}' | cut -d- -f1);"
+  echo "wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo
-  echo "HTTP/2 (h2c, prior knowledge):"
+  echo "## Method"
   echo
-  echo "| case | server | req/s | mean ms | errors |"
-  echo "|---|---|---:|---:|---:|"
-  awk -F'\t' '$2 ~ /-h2$/ {split($3,a," "); printf "| %s | %s | %s | %s | %s |\n", $2, $1, a[1], a[2], a[3]}' "$RESULTS" | sort -t'|' -k2,2 -s
+  echo "- Every server runs for the whole run; each case measures them one after the other,"
+  echo "  round after round ($(for s in $(case_servers hello); do printf '%s, ' "$(label_of "$s")"; done)then again), so each round"
+  echo "  gives one tokio_php ÷ peer pair measured seconds apart. The ratio is the median of the"
+  echo "  pairs, with its spread; each side's figures are medians over the rounds."
+  echo "- Load: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, HTTP/1.1 keep-alive (WordPress: -c$WP_CONNECTIONS);"
+  echo "  h2load -c$CONNECTIONS -m10 -t2 -D$DURATION over h2c for ${H2_CASES// /, } against nginx."
+  echo "  $([ "$WARMUP" = 0 ] && echo "One request per server before a case" || echo "One request and a ${WARMUP} s wrk warm-up per server before a case")."
+  echo "- Workers: $WORKERS PHP workers on every side. tokio_php: PHP_WORKERS=$WORKERS threads,"
+  echo "  PROCESSES=1 (the default: a supervisor and one serving process), QUEUE_CAPACITY=$QUEUE."
+  echo "  php-fpm: pm=static, pm.max_children=$WORKERS, behind nginx (worker_processes auto, FastCGI"
+  echo "  over a Unix socket, fastcgi_keep_conn on). Apache: prefork, StartServers = ServerLimit ="
+  echo "  MaxRequestWorkers = $WORKERS, KeepAlive On, MaxKeepAliveRequests $APACHE_KEEPALIVE_REQUESTS, KeepAliveTimeout 5, EnableSendfile On."
+  echo "- PHP: Debian's php.ini (/etc/php/8.2/fpm/php.ini, the same file as mod_php's) on every side,"
+  echo "  then the same OPcache lines: opcache.enable=1, opcache.validate_timestamps=0,"
+  echo "  opcache.memory_consumption=$OPCACHE_MEMORY, opcache.interned_strings_buffer=16,"
+  echo "  opcache.max_accelerated_files=20000, $(tr '\n' ' ' <<<"$JIT_LINES" | sed 's/ $//; s/ /, /') (JIT $JIT). Read back from each"
+  echo "  server before measuring (the run stops if they differ):"
+  echo "  \`$(sed 's/ $//' <<<"$ini_first")\`"
+  echo "$INI_REPORT" | sed '/^$/d; s/^/  /'
+  echo "- Responses, one request per server before measuring:"
+  printf "%s" "$BODIES_REPORT" | sed "s/^/  /"
+  echo "- Cases: \`hello.php\` (echo a string); \`json.php\` (100 rows, json_encode); a 100 KiB static"
+  echo "  file; \`big.php\` (a 1 MiB response); framework: bench/gen_framework.php (an autoloader over"
+  echo "  295 classes, a container autowiring 200 services, a router, a template with loops and"
+  echo "  escaping, 28 KiB of HTML), classic mode; wordpress: the front page of Debian's WordPress,"
+  echo "  default theme, 6 posts, MariaDB on 127.0.0.1, no cron, no object cache; app: 200 classes"
+  echo "  and a container, tokio_php classic against the same app booted once per thread in"
+  echo "  worker mode."
   echo
-  echo "Ratios tokio_php / $best_fpm (req/s; p99 lower is better):"
+  python3 bench/report.py "$RESULTS"
   echo
-  echo "| case | req/s ratio | tokio_php p99 ms | nginx+fpm p99 ms |"
-  echo "|---|---:|---:|---:|"
-  for c in "${CASES[@]}"; do
-    name=${c%%:*}
-    awk -F'\t' -v n="$name" -v best="$best_fpm" '
-      $2==n && $1=="tokio_php" {split($3,t," ")}
-      $2==n && $1==best {split($3,f," ")}
-      END { if (f[1] > 0) printf "| %s | %.2f | %s | %s |\n", n, t[1]/f[1], t[3], f[3] }' "$RESULTS"
-  done
+  echo "## Idle connections"
   echo
-  echo "Worker mode (the app case: 200 classes and a container booted once per thread):"
-  echo
-  awk -F'\t' '
-    $2=="app" && $1=="tokio_php" {split($3,c," ")}
-    $2=="app" && $1=="tokio_php worker" {split($3,w," ")}
-    END { if (c[1] > 0) printf "classic %s req/s, worker mode %s req/s: %.1f x (target: 3 x or more)\n", c[1], w[1], w[1]/c[1] }' "$RESULTS"
-  echo
-  echo "Idle connections (bench/idle_connections.py, target: 16 KiB or less each):"
+  echo "bench/idle_connections.py, target: 16 KiB or less each:"
   echo
   echo "$IDLE_RESULT"
 } >"$REPORT"
-say "wrote $REPORT"
+say "wrote $REPORT in $((SECONDS - STARTED)) s"
 cat "$REPORT"

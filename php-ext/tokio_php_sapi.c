@@ -17,6 +17,10 @@
 #include <ext/standard/head.h>
 #include <ext/standard/info.h>
 #include <ext/standard/basic_functions.h>
+#if defined(HAVE_PHP_SESSION) && !defined(COMPILE_DL_SESSION)
+#include <ext/session/php_session.h>
+#define TPHP_SESSION_HANDLER_KEPT 1
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <locale.h>
@@ -999,6 +1003,50 @@ static void tphp_worker_request_startup(const tphp_request *r, void *context)
     SG(sapi_started) = 1;
 }
 
+/* The save handler session_set_save_handler() registered. The session module's request
+ * shutdown drops it, while session.save_handler stays "user" (ini changes, like the script's
+ * objects, outlive a request in a worker script): a handler registered once, at boot or in a
+ * first request (Symfony 5.4's shared session storage), would be missing from the next
+ * request on, and session_start() would fail with "User session functions are not defined".
+ * So it is kept across the reset, as the rest of the script's state is. */
+typedef struct {
+#ifdef TPHP_SESSION_HANDLER_KEPT
+    zval names[PS_NUM_APIS];
+    zend_string *class_name;
+#else
+    int unused;
+#endif
+} tphp_session_handler;
+
+static void tphp_session_handler_keep(tphp_session_handler *kept)
+{
+#ifdef TPHP_SESSION_HANDLER_KEPT
+    for (int i = 0; i < PS_NUM_APIS; i++) {
+        ZVAL_COPY(&kept->names[i], &PS(mod_user_names).names[i]);
+    }
+    kept->class_name = PS(mod_user_class_name) ? zend_string_copy(PS(mod_user_class_name)) : NULL;
+#else
+    (void) kept;
+#endif
+}
+
+/* After the session module's request shutdown: puts the kept handler back (ownership moves). */
+static void tphp_session_handler_restore(tphp_session_handler *kept)
+{
+#ifdef TPHP_SESSION_HANDLER_KEPT
+    for (int i = 0; i < PS_NUM_APIS; i++) {
+        zval_ptr_dtor(&PS(mod_user_names).names[i]);
+        ZVAL_COPY_VALUE(&PS(mod_user_names).names[i], &kept->names[i]);
+    }
+    if (PS(mod_user_class_name)) {
+        zend_string_release(PS(mod_user_class_name));
+    }
+    PS(mod_user_class_name) = kept->class_name;
+#else
+    (void) kept;
+#endif
+}
+
 /* Ends one request inside the running worker script: output flushed, headers sent, the
  * session written, uploaded files removed, request memory of the SAPI freed. */
 static void tphp_worker_request_shutdown(void)
@@ -1009,9 +1057,15 @@ static void tphp_worker_request_shutdown(void)
     zend_try {
         php_header();
     } zend_end_try();
+    tphp_session_handler kept_handler;
+    tphp_session_handler_keep(&kept_handler);
     zend_try {
         tphp_request_modules_call(0);
     } zend_end_try();
+    tphp_session_handler_restore(&kept_handler);
+    /* session_start() made $_SESSION a plain global of the script: the next request, another
+     * client's perhaps, must not find this one's session data before it starts its own. */
+    zend_hash_str_del(&EG(symbol_table), "_SESSION", sizeof("_SESSION") - 1);
     zend_try {
         php_output_deactivate();
     } zend_end_try();

@@ -2,6 +2,8 @@
 # Provide a thread-safe (ZTS) PHP with the embed SAPI and print the path of its php-config.
 #
 #   scripts/setup-php.sh            # build once, cache, print php-config path on stdout
+#   scripts/setup-php.sh --list     # the extension catalogue: name, in the default build or
+#                                   # not, the Debian packages it builds with
 #
 # Where PHP comes from, in order:
 #   1. PHP_CONFIG, when set: used as it is (any PHP, ZTS or not).
@@ -9,6 +11,13 @@
 #      every clone on this machine.
 #   3. A new build, from PHP_TARBALL (a php-X.Y.Z.tar.gz/.tar.xz you downloaded) when set,
 #      otherwise from Debian's source package (`apt-get source php8.2`).
+#
+# Which bundled extensions it has: the default set in EXTENSIONS below, changed by
+# PHP_EXTENSIONS, a list of `+name` (add) and `-name` (remove), for example
+#   PHP_EXTENSIONS="+gettext +pcntl -ldap" scripts/setup-php.sh
+# Any extension in php-src's ext/ can be added; those in the catalogue get their Debian
+# -dev packages installed. A changed set is a separate cached build. PECL extensions:
+# scripts/build-pecl.sh.
 #
 # Progress goes to stderr; stdout carries only the php-config path, so callers can do
 #   PHP_CONFIG=$(scripts/setup-php.sh)
@@ -18,6 +27,73 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 say() { printf '[setup-php] %s\n' "$*" >&2; }
 die() { printf '[setup-php] error: %s\n' "$*" >&2; exit 1; }
 
+# The extension catalogue: name, in the default build (yes/no), configure options, the
+# Debian -dev packages it needs ("-": none). Several options are joined by "+", several
+# packages by ",". The default set is what WordPress, Laravel,
+# Symfony and MediaWiki require or recommend (docs/extensions.md).
+EXTENSIONS='
+opcache    yes --enable-opcache                    -
+mbstring   yes --enable-mbstring                   libonig-dev
+ctype      yes --enable-ctype                      -
+filter     yes --enable-filter                     -
+session    yes --enable-session                    -
+tokenizer  yes --enable-tokenizer                  -
+libxml     yes --with-libxml                       libxml2-dev
+dom        yes --enable-dom                        libxml2-dev
+xml        yes --enable-xml                        libxml2-dev
+simplexml  yes --enable-simplexml                  libxml2-dev
+xmlreader  yes --enable-xmlreader                  libxml2-dev
+xmlwriter  yes --enable-xmlwriter                  libxml2-dev
+pdo        yes --enable-pdo                        -
+pdo_sqlite yes --with-pdo-sqlite                   libsqlite3-dev
+sqlite3    yes --with-sqlite3                      libsqlite3-dev
+mysqlnd    yes --enable-mysqlnd                    -
+pdo_mysql  yes --with-pdo-mysql=mysqlnd            -
+mysqli     yes --with-mysqli=mysqlnd               -
+zlib       yes --with-zlib                         zlib1g-dev
+openssl    yes --with-openssl                      libssl-dev
+curl       yes --with-curl                         libcurl4-openssl-dev
+fileinfo   yes --enable-fileinfo                   -
+iconv      yes --with-iconv                        -
+bcmath     yes --enable-bcmath                     -
+zip        yes --with-zip                          libzip-dev
+sodium     yes --with-sodium                       libsodium-dev
+posix      yes --enable-posix                      -
+sockets    yes --enable-sockets                    -
+gd         yes --enable-gd+--with-external-gd      libgd-dev
+intl       yes --enable-intl                       libicu-dev
+exif       yes --enable-exif                       -
+calendar   yes --enable-calendar                   -
+gmp        yes --with-gmp                          libgmp-dev
+bz2        yes --with-bz2                          libbz2-dev
+pgsql      yes --with-pgsql                        libpq-dev
+pdo_pgsql  yes --with-pdo-pgsql                    libpq-dev
+soap       yes --enable-soap                       libxml2-dev
+xsl        yes --with-xsl                          libxslt1-dev
+ldap       yes --with-ldap                         libldap-dev
+gettext    no  --with-gettext                      -
+pcntl      no  --enable-pcntl                      -
+ftp        no  --enable-ftp                        -
+shmop      no  --enable-shmop                      -
+sysvmsg    no  --enable-sysvmsg                    -
+sysvsem    no  --enable-sysvsem                    -
+sysvshm    no  --enable-sysvshm                    -
+tidy       no  --with-tidy                         libtidy-dev
+enchant    no  --with-enchant                      libenchant-2-dev
+snmp       no  --with-snmp                         libsnmp-dev
+ffi        no  --with-ffi                          libffi-dev
+readline   no  --with-readline                     libedit-dev
+pdo_odbc   no  --with-pdo-odbc=unixODBC,/usr       unixodbc-dev
+pdo_dblib  no  --with-pdo-dblib                    freetds-dev
+'
+catalogue() { printf '%s\n' "$EXTENSIONS" | awk 'NF == 4'; }
+
+if [ "${1:-}" = "--list" ]; then
+  printf '%-11s %-8s %s\n' extension default "Debian packages"
+  catalogue | awk '{ printf "%-11s %-8s %s\n", $1, $2, $4 }'
+  exit 0
+fi
+
 if [ -n "${PHP_CONFIG:-}" ]; then
   [ -x "$PHP_CONFIG" ] || die "PHP_CONFIG=$PHP_CONFIG is not an executable php-config; unset it to build PHP"
   say "using PHP_CONFIG=$PHP_CONFIG"
@@ -25,16 +101,36 @@ if [ -n "${PHP_CONFIG:-}" ]; then
   exit 0
 fi
 
+# The extensions to build: the defaults, then PHP_EXTENSIONS's changes in order.
+selected=$(catalogue | awk '$2 == "yes" { print $1 }')
+for change in ${PHP_EXTENSIONS:+${PHP_EXTENSIONS//,/ }}; do
+  case $change in
+    -*) name=${change#-}
+        printf '%s\n' "$selected" | grep -qx "$name" ||
+          die "PHP_EXTENSIONS: $name is not in the build, so it cannot be removed (scripts/setup-php.sh --list)"
+        selected=$(printf '%s\n' "$selected" | grep -vx "$name") ;;
+    *)  name=${change#+}
+        [[ $name =~ ^[a-z0-9_]+$ ]] || die "PHP_EXTENSIONS: '$change' is not +name or -name"
+        printf '%s\n' "$selected" | grep -qx "$name" || selected=$(printf '%s\n%s' "$selected" "$name") ;;
+  esac
+done
+selected=$(printf '%s\n' "$selected" | sed '/^$/d' | sort)
+default_set=$(catalogue | awk '$2 == "yes" { print $1 }' | sort)
+
 CACHE=${TOKIO_PHP_CACHE:-$HOME/.cache/tokio_php}
 PHP_SERIES=${PHP_SERIES:-8.2}
 # Bumped whenever the build itself changes (flags, patches), so a cached build is redone.
-BUILD_REV=r4
+BUILD_REV=r5
 if [ -n "${PHP_TARBALL:-}" ]; then
   base=$(basename "$PHP_TARBALL")
   base=${base%.tar.*}
   PREFIX="$CACHE/$base-zts-$BUILD_REV"
 else
   PREFIX="$CACHE/php$PHP_SERIES-debian-zts-$BUILD_REV"
+fi
+# Another extension set is another build: named by a digest of the set.
+if [ "$selected" != "$default_set" ]; then
+  PREFIX="$PREFIX-ext-$(printf '%s' "$selected" | sha256sum | cut -c1-10)"
 fi
 
 if [ -x "$PREFIX/bin/php-config" ] && [ -f "$PREFIX/.complete" ]; then
@@ -44,23 +140,32 @@ if [ -x "$PREFIX/bin/php-config" ] && [ -f "$PREFIX/.complete" ]; then
 fi
 
 SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || die "installing build dependencies needs root or sudo"
-  SUDO=sudo
-fi
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
-BUILD_DEPS=(build-essential pkg-config autoconf bison re2c file xz-utils dpkg-dev patch
-  libxml2-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev libonig-dev libzip-dev
-  libsodium-dev zlib1g-dev)
+BUILD_DEPS=(build-essential pkg-config autoconf bison re2c file xz-utils dpkg-dev patch)
+# Each selected extension's packages, from the catalogue.
+packages_of() { catalogue | awk -v n="$1" '$1 == n && $4 != "-" { gsub(",", " ", $4); print $4 }'; }
+for name in $selected; do
+  for p in $(packages_of "$name"); do BUILD_DEPS+=("$p"); done
+done
 
 missing=()
 for p in "${BUILD_DEPS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  say "installing build dependencies: ${missing[*]}"
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Which extension wants each missing package, for the message if they cannot be had.
+  wanted=""
+  for p in "${missing[@]}"; do
+    by=$(for name in $selected; do if packages_of "$name" | grep -qx "$p"; then printf '%s ' "$name"; fi; done)
+    wanted+=" $p${by:+ (for ${by% })}"
+  done
+  [ "$(id -u)" = 0 ] || [ -n "$SUDO" ] ||
+    die "the build needs Debian packages that are not installed:$wanted; install them (as root: apt-get install ${missing[*]}) or remove those extensions with PHP_EXTENSIONS"
+  say "installing build dependencies:$wanted"
+  $SUDO apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    die "could not install:$wanted; install them by hand or remove those extensions with PHP_EXTENSIONS"
 fi
 
 mkdir -p "$CACHE/src"
@@ -130,17 +235,45 @@ for fix in "$HERE"/php-patches/*.patch; do
   fi
 done
 
-say "configuring $(basename "$SRC") (ZTS, embed SAPI) into $PREFIX"
-./configure --prefix="$PREFIX" \
+# configure options for each selected extension: the catalogue's, or for an extension it
+# does not list, the --enable-/--with- its own config.m4 declares.
+ext_options=()
+for name in $selected; do
+  opts=$(catalogue | awk -v n="$name" '$1 == n { print $3 }')
+  if [ -z "$opts" ]; then
+    m4="ext/$name/config.m4"
+    [ -f "$m4" ] || die "PHP_EXTENSIONS: $name is not an extension of $(basename "$SRC") (no $m4); scripts/setup-php.sh --list shows the catalogue"
+    if grep -q "PHP_ARG_ENABLE(\[$name\]" "$m4"; then opts=--enable-$name; else opts=--with-$name; fi
+    say "note: $name is not in the catalogue; configuring it with $opts (install its -dev package yourself)"
+  fi
+  for o in ${opts//+/ }; do ext_options+=("$o"); done
+done
+
+# Debian's PHP looks for PHP libraries in /usr/share/php (its packages install them there);
+# Debian's patch sets that in configure.ac, which the shipped configure script predates.
+include_path_env=()
+if [ -z "${PHP_TARBALL:-}" ]; then include_path_env=(PEAR_INSTALLDIR=/usr/share/php); fi
+# Debian keeps libraries in a multiarch directory (/usr/lib/x86_64-linux-gnu), where the
+# config.m4 of ldap, bz2 and others look only when told.
+libdir_option=()
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || true)
+if [ -n "$multiarch" ] && [ -d "/usr/lib/$multiarch" ]; then libdir_option=(--with-libdir="lib/$multiarch"); fi
+
+say "configuring $(basename "$SRC") (ZTS, embed SAPI; extensions: $(echo $selected)) into $PREFIX"
+if ! env "${include_path_env[@]}" ./configure --prefix="$PREFIX" \
   --enable-embed=shared --enable-zts --disable-zend-signals --enable-zend-max-execution-timers \
-  --disable-all --disable-cgi --disable-phpdbg --without-pear \
-  --enable-opcache --enable-mbstring --enable-ctype --enable-filter --enable-session \
-  --enable-tokenizer --enable-dom --enable-xml --enable-simplexml --enable-xmlreader \
-  --enable-xmlwriter --with-libxml --enable-pdo --with-pdo-sqlite --with-pdo-mysql=mysqlnd \
-  --with-mysqli=mysqlnd --with-sqlite3 --with-zlib --with-openssl --with-curl \
-  --enable-fileinfo --with-iconv --enable-bcmath --with-zip --with-sodium \
-  --enable-posix --enable-sockets >"$WORK/configure.log" 2>&1 ||
-  { tail -n 30 "$WORK/configure.log" >&2; die "configure failed (log above)"; }
+  --disable-all --disable-cgi --disable-phpdbg --without-pear "${libdir_option[@]}" \
+  "${ext_options[@]}" >"$WORK/configure.log" 2>&1; then
+  tail -n 15 "$WORK/configure.log" >&2
+  # Name the extension configure was looking at when it stopped, and what it missed.
+  last_check=$(grep -E '^checking (for|whether to (enable|build|include|use)) ' "$WORK/configure.log" |
+    grep -iE 'support|extension|enable' | tail -n 1 || true)
+  error=$(grep -E '^configure: error:' "$WORK/configure.log" | tail -n 1 | sed 's/^configure: error: //' || true)
+  pc=$(grep -oE "No package '[^']+' found|Package requirements \([^)]*\)" "$WORK/configure.log" | tail -n 1 || true)
+  cp "$SRC/config.log" "$CACHE/last-config.log" 2>/dev/null || true
+  error=${error% Check config.log for more information.}
+  die "configure failed at \"${last_check:-?}\": ${error:-see above}${pc:+ [$pc]} (details: $CACHE/last-config.log). A library an extension needs is missing: install its Debian -dev package (scripts/setup-php.sh --list names them for the catalogue) or remove the extension with PHP_EXTENSIONS=-name"
+fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 say "compiling with $jobs jobs (about 5-10 minutes on 2 cores)"
@@ -158,6 +291,15 @@ say "keeping php-src's tests in $PREFIX/share/php-src-tests"
 mkdir -p "$PREFIX/share/php-src-tests"
 find . -type d -name tests -prune -print | tar -cf - -T - run-tests.php |
   tar -xf - -C "$PREFIX/share/php-src-tests"
+# The Debian packages libphp's shared libraries come from, for a runtime image
+# (Containerfile) or another machine: one package per line.
+# (With merged /usr, ldd may name /lib/… where dpkg knows /usr/lib/…: ask for both.)
+for lib in $(ldd "$PREFIX/lib/libphp.so" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'); do
+  for path in "$lib" "/usr$lib" "$(readlink -f "$lib")"; do
+    owner=$(dpkg -S "$path" 2>/dev/null | head -n 1 | cut -d: -f1) && [ -n "$owner" ] && { echo "$owner"; break; }
+  done
+done | sort -u >"$PREFIX/share/runtime-packages"
+printf '%s\n' $selected >"$PREFIX/share/extensions"
 touch "$PREFIX/.complete"
 say "built ZTS PHP $("$PREFIX/bin/php-config" --version) in $(($(date +%s) - start))s: $PREFIX"
 echo "$PREFIX/bin/php-config"

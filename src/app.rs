@@ -181,6 +181,7 @@ impl App {
             })?;
         let php = PhpService::new(pool.handle(), resolver)
             .max_body_size(config.max_body_size)
+            .max_wait_time(config.max_wait_time)
             .server_software(config.effective_server_software())
             .sse_timeout(config.sse_timeout)
             .static_options(StaticOptions::default().cache_ttl(config.static_cache_ttl))

@@ -199,6 +199,19 @@ settings! {
             example: "1000",
             help: "requests waiting for a worker before 503; 0 = workers x 100",
         }
+        /// Longest time a request may wait in the queue for a worker; None: as long as
+        /// the request timeout allows.
+        #[serde(rename = "max_wait_time_secs", serialize_with = "opt_secs")]
+        max_wait_time: Option<Duration> {
+            env: ENV_MAX_WAIT_TIME = "MAX_WAIT_TIME",
+            default: "off" => None,
+            parse: expecting(
+                |v| parse_optional_duration(v).map(|d| d.filter(|d| !d.is_zero())),
+                "a duration such as 500ms, 5s or 1m (plain numbers are seconds), or off",
+            ),
+            example: "5s",
+            help: "longest wait in the queue for a PHP worker before 503 with Retry-After (500ms, 5s; off)",
+        }
         /// Largest request body in bytes.
         max_body_size: u64 {
             env: ENV_MAX_BODY_SIZE = "MAX_BODY_SIZE",
@@ -825,6 +838,12 @@ impl Config {
     /// supervisor). A library user's own process model is not affected.
     pub fn processes(mut self, processes: usize) -> Self {
         self.processes = processes;
+        self
+    }
+
+    /// Sets the longest wait for a worker before 503 (None: no limit but the request's).
+    pub fn max_wait_time(mut self, limit: Option<Duration>) -> Self {
+        self.max_wait_time = limit;
         self
     }
 

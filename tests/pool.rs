@@ -93,6 +93,63 @@ async fn a_full_queue_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_request_that_waits_longer_than_max_wait_time_gets_503_and_never_runs() {
+    let server = TestServer::start(&[
+        ("PHP_WORKERS", "1"),
+        ("MAX_WAIT_TIME", "300ms"),
+        ("INTERNAL_ADDR", "127.0.0.1:0"),
+    ]);
+    let client = client();
+    // The only worker is busy for 1.5 s.
+    let busy = tokio::spawn({
+        let (client, url) = (client.clone(), server.url("/sleep.php?ms=1500"));
+        async move { client.get(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let marker = std::env::temp_dir().join("tokio_php_mark_max_wait");
+    let _ = std::fs::remove_file(&marker);
+    let asked = Instant::now();
+    let refused = client
+        .get(server.url("/mark.php?m=max_wait"))
+        .send()
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(refused.status(), 503, "{}", server.log());
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        waited >= Duration::from_millis(280) && waited < Duration::from_millis(1200),
+        "answered after {waited:?}, not at MAX_WAIT_TIME"
+    );
+    assert_eq!(busy.await.unwrap(), 200);
+    // The refused request never ran, even once the worker was free.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marker.exists(), "the refused request ran");
+    assert!(
+        server.log().contains("waited longer than MAX_WAIT_TIME"),
+        "{}",
+        server.log()
+    );
+    // A request that gets the worker in time runs as usual, and the wait is measured.
+    let ok = client.get(server.url("/hello.php")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let metrics = common::get_text(&server.internal_url("/metrics")).await;
+    assert!(
+        metrics.contains("tokio_php_queue_wait_timeouts_total 1\n"),
+        "{metrics}"
+    );
+    let waits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tokio_php_queue_wait_seconds_count "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(
+        waits,
+        Some(2),
+        "two requests reached the worker:\n{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn a_large_upload_streams_through_a_temp_file_not_memory() {
     let server = TestServer::start(&[("PHP_WORKERS", "1"), ("MAX_BODY_SIZE", "2G")]);
     // Warm up so PHP's own allocations are counted in the baseline.

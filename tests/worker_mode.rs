@@ -53,6 +53,10 @@ async fn state_persists_while_superglobals_do_not_leak() {
     assert_eq!(first["input"], "secret=s3cret");
     assert_eq!(first["script"], "/app.php");
     assert_eq!(first["uri"], "/form?from=first");
+    // The script's own $_SERVER says it is a worker script; a request's $_SERVER is the
+    // request's own.
+    assert_eq!(first["boot_marks"], serde_json::json!(["1", "1"]));
+    assert_eq!(first["request_marks"], serde_json::json!([null, null]));
 
     let second = get(&server, "/other").await;
     // The application's own state grows: same boot, one more request.
@@ -200,7 +204,8 @@ async fn shutdown_ends_every_worker_loop_and_exits_zero() {
 
 #[tokio::test]
 async fn a_symfony_runtime_style_front_script_runs_unchanged() {
-    let server = start("../symfony_front.php", &[]);
+    // Without FRANKENPHP_WORKER the script would not loop: requests would wait for it.
+    let server = start("../symfony_front.php", &[("REQUEST_TIMEOUT", "10s")]);
     let first = get(&server, "/blog/42?page=2").await;
     assert_eq!(first["runtime"], "frankenphp-style");
     assert_eq!(first["handled"], 1);
@@ -216,6 +221,59 @@ async fn a_symfony_runtime_style_front_script_runs_unchanged() {
 }
 
 #[tokio::test]
+async fn a_session_save_handler_registered_once_serves_every_request() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap();
+    let server = start("../session_handler.php", &[("SESSION_DIR", dir)]);
+    let visit = |cookie: Option<String>| {
+        let mut request = client().get(server.url("/"));
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let cookie = r
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+            (json(r).await, cookie)
+        }
+    };
+    let (first, cookie) = visit(None).await;
+    assert_eq!(first["started"], true);
+    assert_eq!(first["visits"], 1);
+    let cookie = cookie.expect("a session cookie");
+    // The handler registered at boot still serves the second request and the third.
+    for visits in 2..=3 {
+        let (next, _) = visit(Some(cookie.clone())).await;
+        assert_eq!(next["started"], true, "{next}");
+        assert_eq!(next["module"], "user");
+        assert_eq!(next["id"], first["id"]);
+        assert_eq!(next["visits"], visits);
+        assert_eq!(next["reads"], visits);
+    }
+    let (other, _) = visit(None).await;
+    assert_eq!(other["visits"], 1);
+    assert_ne!(other["id"], first["id"]);
+    assert!(
+        !server
+            .log()
+            .contains("User session functions are not defined")
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_a_session_sees_no_session_data() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dir = sessions.path().to_str().unwrap();
+    let server = start("../session_handler.php", &[("SESSION_DIR", dir)]);
+    assert_eq!(get(&server, "/").await["visits"], 1);
+    // It starts no session: as under php-fpm, no $_SESSION, not the previous client's.
+    let peek = get(&server, "/?peek=1").await;
+    assert_eq!(peek["peek"], serde_json::Value::Null);
+}
+
+#[tokio::test]
 async fn classic_scripts_run_beside_worker_mode() {
     let server = start("../app.php", &[("WORKER_MATCH", "/app")]);
     let worker = get(&server, "/app/users").await;
@@ -223,6 +281,7 @@ async fn classic_scripts_run_beside_worker_mode() {
     assert_eq!(worker["count"], 1);
     let classic = get(&server, "/classic.php").await;
     assert_eq!(classic["classic"], true);
+    assert_eq!(classic["worker_mark"], serde_json::Value::Null);
     // Outside the prefix, unknown paths are 404 as usual; static files are files.
     let r = client().get(server.url("/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);

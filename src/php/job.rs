@@ -168,9 +168,27 @@ impl JobHandle {
         self.armed = false;
     }
 
+    /// A way to give the job up while no worker has taken it, usable while the handle
+    /// waits (`MAX_WAIT_TIME`).
+    pub(crate) fn withdrawal(&self) -> Withdrawal {
+        Withdrawal(Arc::clone(&self.control))
+    }
+
     /// Submitting failed: the job never reached the queue, there is nothing to cancel.
     pub(super) fn forget(self) {
         self.complete();
+    }
+}
+
+/// Gives a queued job up ([`JobHandle::withdrawal`]).
+#[derive(Debug)]
+pub(crate) struct Withdrawal(Arc<Control>);
+
+impl Withdrawal {
+    /// Gives the job up if no worker has taken it yet: it will not run, and dropping its
+    /// handle cancels nothing more. False once a worker runs it or it ended.
+    pub(crate) fn if_queued(&self) -> bool {
+        self.0.withdraw_if_queued()
     }
 }
 
@@ -282,6 +300,17 @@ impl Control {
         }
     }
 
+    /// Queued → given up, without a log line (the caller says why); false otherwise.
+    fn withdraw_if_queued(&self) -> bool {
+        let mut state = self.lock();
+        if matches!(*state, State::Queued) {
+            *state = State::Abandoned;
+            true
+        } else {
+            false
+        }
+    }
+
     /// The worker takes the job; false if it was given up while queued.
     fn start(&self, interrupter: &Interrupter) -> bool {
         let mut state = self.lock();
@@ -370,6 +399,8 @@ impl RunningJob {
             );
             return None;
         }
+        let waited = queued_at.elapsed();
+        stats.queue_wait_seconds.observe(waited.as_secs_f64());
         let busy = BusyGuard::new(Arc::clone(stats));
         let on_scoreboard = OnScoreboard::new(&request);
         let context = RequestContext {
@@ -386,7 +417,7 @@ impl RunningJob {
             control,
             stats: Arc::clone(stats),
             worker: slot.id,
-            waited: queued_at.elapsed(),
+            waited,
             profile,
             started: Instant::now(),
             _busy: busy,

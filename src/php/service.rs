@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, OriginalUri};
@@ -51,6 +52,7 @@ struct Inner {
     x_sendfile: SendfileRoots,
     sse_timeout: Option<Duration>,
     min_body_rate: MinRate,
+    max_wait_time: Option<Duration>,
     worker_mode: Option<WorkerRoute>,
     server_software: String,
 }
@@ -96,6 +98,7 @@ impl PhpService {
                 x_sendfile,
                 sse_timeout: Some(crate::config::DEFAULT_SSE_TIMEOUT),
                 min_body_rate: MinRate::NONE,
+                max_wait_time: None,
                 worker_mode: None,
                 server_software: DEFAULT_SERVER_SOFTWARE.to_owned(),
             }),
@@ -138,6 +141,13 @@ impl PhpService {
     /// Cuts off request bodies that arrive slower than `rate` with 408 Request Timeout.
     pub(crate) fn min_body_rate(mut self, rate: MinRate) -> Self {
         Arc::make_mut(&mut self.inner).min_body_rate = rate;
+        self
+    }
+
+    /// Answers 503 with Retry-After to a request that waits longer than `limit` for a
+    /// worker (its connection's share of the pool, then the queue); None: no limit.
+    pub(crate) fn max_wait_time(mut self, limit: Option<Duration>) -> Self {
+        Arc::make_mut(&mut self.inner).max_wait_time = limit;
         self
     }
 
@@ -255,10 +265,26 @@ impl Inner {
             Err(refused) => return refused.response(),
         };
         let early_hints = parts.extensions.get::<EarlyHints>().cloned();
+        // MAX_WAIT_TIME counts from here: the wait for a place among this connection's
+        // requests, then for a worker.
+        let wait_limit = self
+            .max_wait_time
+            .map(|limit| (limit, Instant::now() + limit));
         // Wait for a place among this connection's requests in the pool (still under the
         // request timeout, holding no worker).
         let admission = match parts.extensions.get::<ConnectionShare>() {
-            Some(share) => Some(share.admit(pool.workers()).await),
+            Some(share) => {
+                let admit = share.admit(pool.workers());
+                match wait_limit {
+                    None => Some(admit.await),
+                    Some((limit, until)) => {
+                        match tokio::time::timeout_at(until.into(), admit).await {
+                            Ok(admission) => Some(admission),
+                            Err(_) => return waited_too_long(pool, limit, &parts.uri),
+                        }
+                    }
+                }
+            }
             None => None,
         };
         let new = NewJob {
@@ -275,7 +301,25 @@ impl Inner {
         };
         // From here until the response is complete, dropping `job` (this future dropped by
         // a timeout or a client that left) cancels it: see `super::job`.
-        let Some(start) = relay_hints_until_start(&mut job, early_hints.as_ref()).await else {
+        let withdrawal = job.withdrawal();
+        let started = relay_hints_until_start(&mut job, early_hints.as_ref());
+        let started = match wait_limit {
+            None => started.await,
+            Some((limit, until)) => {
+                tokio::pin!(started);
+                tokio::select! {
+                    start = &mut started => start,
+                    () = tokio::time::sleep_until(until.into()) => {
+                        // A worker may have taken it just now: then wait for it as usual.
+                        if withdrawal.if_queued() {
+                            return waited_too_long(pool, limit, &parts.uri);
+                        }
+                        started.await
+                    }
+                }
+            }
+        };
+        let Some(start) = started else {
             tracing::error!(uri = %parts.uri, "PHP worker ended without a response; answering 500");
             return error_response(StatusCode::INTERNAL_SERVER_ERROR);
         };
@@ -470,6 +514,24 @@ fn submit(pool: &PoolHandle, new: NewJob) -> Result<JobHandle, Refused> {
             Err(Refused(StatusCode::SERVICE_UNAVAILABLE))
         }
     }
+}
+
+/// 503 with Retry-After for a request that waited `limit` for a worker in vain; counted and
+/// logged (throttled).
+fn waited_too_long(pool: &PoolHandle, limit: Duration, uri: &http::Uri) -> Response {
+    static WAITED: Throttle = Throttle::per_second(5);
+    pool.stats().wait_timeouts.fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = WAITED.admit() {
+        tracing::warn!(
+            %uri,
+            max_wait_ms = limit.as_millis() as u64,
+            workers = pool.workers(),
+            queued = pool.queue_depth(),
+            suppressed,
+            "request waited longer than MAX_WAIT_TIME for a PHP worker; answering 503"
+        );
+    }
+    retry_later(StatusCode::SERVICE_UNAVAILABLE, limit.as_secs().max(1))
 }
 
 /// Waits for the job's response start, passing its informational responses (103 Early

@@ -28,6 +28,10 @@ pub(crate) struct PoolStats {
     pub worker_restarts: AtomicU64,
     /// Time PHP spent running each request (request startup to shutdown), in seconds.
     pub execution_seconds: Histogram,
+    /// Time each request waited in the queue before a worker took it, in seconds.
+    pub queue_wait_seconds: Histogram,
+    /// Requests answered 503 because they waited longer than `MAX_WAIT_TIME`.
+    pub wait_timeouts: AtomicU64,
     /// Worker mode: times a worker script was started again (it ended, failed, reached
     /// WORKER_MAX_REQUESTS, or WATCH saw a change).
     pub script_restarts: AtomicU64,
@@ -166,10 +170,21 @@ impl PoolHandle {
             "PHP workers restarted after a panic.",
             stats.worker_restarts.load(Ordering::Relaxed),
         );
+        counter(
+            out,
+            "tokio_php_queue_wait_timeouts_total",
+            "Requests refused with 503 after waiting MAX_WAIT_TIME for a PHP worker.",
+            stats.wait_timeouts.load(Ordering::Relaxed),
+        );
         stats.execution_seconds.render(
             out,
             "tokio_php_execution_duration_seconds",
             "Time PHP spent running a request.",
+        );
+        stats.queue_wait_seconds.render(
+            out,
+            "tokio_php_queue_wait_seconds",
+            "Time a request waited in the queue before a PHP worker took it.",
         );
     }
 
@@ -232,10 +247,21 @@ impl PoolHandle {
             "Worker-mode requests ended by max_execution_time or REQUEST_TIMEOUT.",
             &[(String::new(), load(&stats.timeouts))],
         );
+        family(
+            "tokio_php_worker_mode_queue_wait_timeouts_total",
+            "counter",
+            "Worker-mode requests refused with 503 after waiting MAX_WAIT_TIME.",
+            &[(String::new(), load(&stats.wait_timeouts))],
+        );
         stats.execution_seconds.render(
             out,
             "tokio_php_worker_mode_execution_duration_seconds",
             "Time a worker script spent handling a request.",
+        );
+        stats.queue_wait_seconds.render(
+            out,
+            "tokio_php_worker_mode_queue_wait_seconds",
+            "Time a request waited before a worker script took it.",
         );
     }
 }

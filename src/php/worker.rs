@@ -342,7 +342,11 @@ impl BootRequest {
         let script = settings.script.to_string_lossy().into_owned();
         let root = settings.document_root.to_string_lossy().into_owned();
         let script_name = script_name(&settings.document_root, &settings.script);
-        let mut vars = ServerVars::with_capacity(8);
+        let mut vars = ServerVars::with_capacity(10);
+        // The script learns it is a worker script, under FrankenPHP's name too: Symfony
+        // Runtime's FrankenPHP runners look for it before they loop.
+        vars.push(b"TOKIO_PHP_WORKER", b"1");
+        vars.push(b"FRANKENPHP_WORKER", b"1");
         vars.push(b"SCRIPT_FILENAME", script.as_bytes());
         vars.push(b"SCRIPT_NAME", script_name.as_bytes());
         vars.push(b"PHP_SELF", script_name.as_bytes());

@@ -1,6 +1,7 @@
 //! A real tokio_php process on 127.0.0.1:0 for integration tests, with its log captured.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod apps;
 pub(crate) mod layouts;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""The tables of bench/run.sh's report, from its measurements.
+
+    python3 bench/report.py RESULTS.tsv
+
+RESULTS.tsv has one line per measurement, tab-separated:
+
+    case  protocol  connections  server  round  rps  p50_ms  p99_ms  errors  peak_rss_mib
+
+(p50 is h2load's mean for protocol h2; h2load gives no p99.) Every server of a case is
+measured once per round, the servers one after the other, so each round gives one pair
+(tokio_php, peer) measured a few seconds apart; the ratio of a case is the median of those
+pairs' ratios, with their spread. Each side's figures are medians over the rounds.
+
+Prints Markdown: the per-case figures, the ratios, and the targets of issue 18, each marked
+met or not met. The figures are information: nothing here decides an exit code.
+"""
+
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+TOKIO = "tokio_php"
+WORKER = "tokio_php worker"
+FPM = "nginx+php-fpm"
+APACHE = "apache+mod_php"
+PEERS = [FPM, APACHE]
+
+# (case, what is compared, threshold, "median" or "every round"), tokio_php ÷ peer.
+TARGETS = [
+    ("framework", "framework-style request, classic mode", 1.25, "median"),
+    ("wordpress", "WordPress front page", 1.2, "median"),
+    ("hello", "hello.php", 1.5, "median"),
+    ("static", "100 KiB static file", 1.0, "every round"),
+]
+WORKER_TARGET = 4.0
+
+
+def load(path):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.reader(f, delimiter="\t"):
+            if not r:
+                continue
+            case, proto, conns, server, rnd, rps, p50, p99, errors, rss = r
+            rows.append(
+                dict(case=case, proto=proto, conns=int(conns), server=server, round=int(rnd),
+                     rps=float(rps), p50=float(p50), p99=float(p99), errors=int(errors),
+                     rss=int(rss)))
+    return rows
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def by_round(rows, case, proto, server):
+    return {r["round"]: r for r in rows
+            if r["case"] == case and r["proto"] == proto and r["server"] == server}
+
+
+def ratios(rows, case, proto, top, bottom):
+    """Per-round ratios top ÷ bottom (req/s), for the rounds both were measured in."""
+    a, b = by_round(rows, case, proto, top), by_round(rows, case, proto, bottom)
+    return [a[n]["rps"] / b[n]["rps"] for n in sorted(a) if n in b and b[n]["rps"] > 0]
+
+
+def fmt_ratio(rs):
+    if not rs:
+        return "—", "—", "—"
+    spread = f"{min(rs):.2f}–{max(rs):.2f}" if len(rs) > 1 else f"{rs[0]:.2f}"
+    return f"{median(rs):.2f}", spread, " / ".join(f"{x:.2f}" for x in rs)
+
+
+def cases_in_order(rows, proto):
+    seen = []
+    for r in rows:
+        if r["proto"] == proto and r["case"] not in seen:
+            seen.append(r["case"])
+    return seen
+
+
+def servers_of(rows, case, proto):
+    seen = []
+    for r in rows:
+        if r["case"] == case and r["proto"] == proto and r["server"] not in seen:
+            seen.append(r["server"])
+    return seen
+
+
+def side(rows, case, proto, server):
+    rs = list(by_round(rows, case, proto, server).values())
+    return dict(
+        rps=median([r["rps"] for r in rs]),
+        rps_min=min(r["rps"] for r in rs), rps_max=max(r["rps"] for r in rs),
+        p50=median([r["p50"] for r in rs]), p99=median([r["p99"] for r in rs]),
+        errors=sum(r["errors"] for r in rs), rss=max(r["rss"] for r in rs),
+        conns=rs[0]["conns"], n=len(rs))
+
+
+def figures_table(rows, out):
+    out.append("| case | conns | server | req/s (median) | req/s min–max | p50 ms | p99 ms "
+               "| errors | peak RSS MiB |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for case in cases_in_order(rows, "h1"):
+        for server in servers_of(rows, case, "h1"):
+            s = side(rows, case, "h1", server)
+            out.append(f"| {case} | {s['conns']} | {server} | {s['rps']:.0f} "
+                       f"| {s['rps_min']:.0f}–{s['rps_max']:.0f} | {s['p50']:.2f} "
+                       f"| {s['p99']:.2f} | {s['errors']} | {s['rss']} |")
+
+
+def ratio_table(rows, proto, out):
+    latency = "p99 ms" if proto == "h1" else "mean ms"
+    out.append(f"| case | tokio_php ÷ | median ratio | min–max | per round "
+               f"| tokio_php req/s | peer req/s | tokio_php {latency} | peer {latency} |")
+    out.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+    key = "p99" if proto == "h1" else "p50"
+    for case in cases_in_order(rows, proto):
+        servers = servers_of(rows, case, proto)
+        if WORKER in servers:
+            pairs = [(WORKER, TOKIO, f"{TOKIO} classic (worker mode ÷ classic)")]
+        else:
+            pairs = [(TOKIO, peer, peer) for peer in servers if peer != TOKIO]
+        for top, bottom, label in pairs:
+            if top not in servers:
+                continue
+            med, spread, each = fmt_ratio(ratios(rows, case, proto, top, bottom))
+            a, b = side(rows, case, proto, top), side(rows, case, proto, bottom)
+            out.append(f"| {case} | {label} | **{med}** | {spread} | {each} "
+                       f"| {a['rps']:.0f} | {b['rps']:.0f} | {a[key]:.2f} | {b[key]:.2f} |")
+
+
+def mark(ok):
+    return "met" if ok else "**not met**"
+
+
+def targets_table(rows, out):
+    out.append(f"| target | vs {FPM} | vs {APACHE} |")
+    out.append("|---|---|---|")
+    for case, what, threshold, how in TARGETS:
+        cells = []
+        for peer in PEERS:
+            rs = ratios(rows, case, "h1", TOKIO, peer)
+            if not rs:
+                cells.append("not measured")
+            elif how == "median":
+                cells.append(f"{median(rs):.2f} × — {mark(median(rs) >= threshold)}")
+            else:
+                cells.append(f"lowest round {min(rs):.2f} × — {mark(min(rs) >= threshold)}")
+        label = f"{what}: ≥ {threshold:g} × ({'median of the rounds' if how == 'median' else 'in every round'})"
+        if case == "static":
+            label += "; the target is against nginx"
+        out.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    rs = ratios(rows, "app", "h1", WORKER, TOKIO)
+    cell = (f"{median(rs):.2f} × tokio_php classic — {mark(median(rs) >= WORKER_TARGET)}"
+            if rs else "not measured")
+    out.append(f"| worker mode ≥ {WORKER_TARGET:g} × classic (the app case, median) | {cell} | — |")
+    cells = []
+    for peer in PEERS:
+        worse, compared = [], 0
+        for case in cases_in_order(rows, "h1"):
+            if peer not in servers_of(rows, case, "h1") or TOKIO not in servers_of(rows, case, "h1"):
+                continue
+            compared += 1
+            t, p = side(rows, case, "h1", TOKIO)["p99"], side(rows, case, "h1", peer)["p99"]
+            if t > p:
+                worse.append(f"{case} {t:.2f} vs {p:.2f} ms")
+        if compared == 0:
+            cells.append("not measured")
+        elif worse:
+            cells.append("**not met**: " + "; ".join(worse))
+        else:
+            cells.append(f"met in all {compared} cases")
+    out.append(f"| p99 no worse than the peer (median p99, every case) | {cells[0]} | {cells[1]} |")
+
+
+def main():
+    rows = load(sys.argv[1])
+    out = ["## Figures", "",
+           "HTTP/1.1 keep-alive (wrk). Medians over the rounds; errors are summed (non-2xx "
+           "responses and socket errors), peak RSS is the largest of the rounds (the "
+           "server's processes, nginx's and php-fpm's together).", ""]
+    figures_table(rows, out)
+    out += ["", "## Ratios", "",
+            "Requests per second, tokio_php ÷ peer, one pair per round (the two measured a few "
+            "seconds apart); the median ratio, its spread and each round's. Latency columns "
+            "are the medians over the rounds.", ""]
+    ratio_table(rows, "h1", out)
+    if cases_in_order(rows, "h2"):
+        out += ["", "HTTP/2 cleartext (h2load, prior knowledge, 10 streams per connection); "
+                "latency is h2load's mean time per request:", ""]
+        ratio_table(rows, "h2", out)
+    out += ["", "## Targets (issue 18)", "",
+            "Information, not a pass/fail: the script's exit code does not depend on them.", ""]
+    targets_table(rows, out)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
