@@ -21,6 +21,7 @@ use std::time::Instant;
 use reqwest::StatusCode;
 
 use common::TestServer;
+use common::apps::require_debian_packages;
 use common::browser::{Browser, between};
 
 const DOCUMENT_ROOT: &str = "/var/lib/mediawiki";
@@ -57,6 +58,7 @@ impl Wiki {
     /// runs the installer and writes the settings it made, with short URLs (`/wiki/Title`,
     /// answered by `index.php` as the front controller).
     fn install() -> Self {
+        require_debian_packages("mediawiki", &["/usr/share/mediawiki/index.php"]);
         let data = tempfile::Builder::new()
             .prefix("mediawiki-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))

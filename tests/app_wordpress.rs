@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::{Method, StatusCode, multipart};
 
 use common::TestServer;
+use common::apps::require_debian_packages;
 use common::browser::{Browser, between};
 use common::mariadb::MariaDb;
 
@@ -65,11 +66,14 @@ async fn wordpress_in_debians_layout() {
 
 impl Site {
     fn start() -> Self {
-        let theme = Path::new(WP_CONTENT).join("themes/twentytwentythree");
-        assert!(
-            theme.join("style.css").exists(),
-            "{} is missing: apt-get install wordpress-theme-twentytwentythree",
-            theme.display()
+        require_debian_packages(
+            "wordpress, wordpress-theme-twentytwentythree, mariadb-server-core, mariadb-client-core",
+            &[
+                "/usr/share/wordpress/wp-settings.php",
+                "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css",
+                "/usr/sbin/mariadbd",
+                "/usr/bin/mariadb",
+            ],
         );
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -1,12 +1,12 @@
 //! For the framework application tests (tests/app_*.rs): a browser that keeps cookies, and
 //! the check that the Debian packages the applications are built on are installed.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use super::TestServer;
+use super::browser::CookieJar;
 
 /// Panics with the way to install them unless every one of `files` exists.
 pub(crate) fn require_debian_packages(packages: &str, files: &[&str]) {
@@ -26,7 +26,7 @@ pub(crate) fn require_debian_packages(packages: &str, files: &[&str]) {
 pub(crate) struct Browser<'a> {
     server: &'a TestServer,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    cookies: CookieJar,
 }
 
 /// A response, read whole.
@@ -46,13 +46,13 @@ impl<'a> Browser<'a> {
         Self {
             server,
             client: super::client(),
-            cookies: BTreeMap::new(),
+            cookies: CookieJar::default(),
         }
     }
 
     /// The value of a cookie the server set.
     pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies.get(name).map(String::as_str)
+        self.cookies.get(name)
     }
 
     pub(crate) async fn get(&mut self, path: &str) -> Page<'a> {
@@ -67,20 +67,16 @@ impl<'a> Browser<'a> {
     }
 
     async fn send(&mut self, name: String, mut request: reqwest::RequestBuilder) -> Page<'a> {
-        if !self.cookies.is_empty() {
-            let header: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            request = request.header(COOKIE, header.join("; "));
+        if let Some(cookies) = self.cookies.header() {
+            request = request.header(COOKIE, cookies);
         }
         let response = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}; log:\n{}", self.server.log()));
         for set in response.headers().get_all(SET_COOKIE) {
-            self.store(set.to_str().expect("Set-Cookie is ASCII"));
+            self.cookies
+                .store(set.to_str().expect("Set-Cookie is ASCII"));
         }
         let status = response.status().as_u16();
         let location = response
@@ -94,22 +90,6 @@ impl<'a> Browser<'a> {
             status,
             location,
             body,
-        }
-    }
-
-    /// Keeps `name=value` of a Set-Cookie header, or forgets the cookie it expires.
-    fn store(&mut self, set_cookie: &str) {
-        let mut parts = set_cookie.split(';').map(str::trim);
-        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
-            return;
-        };
-        let expired = value.is_empty()
-            || value == "deleted"
-            || parts.any(|a| a.eq_ignore_ascii_case("max-age=0"));
-        if expired {
-            self.cookies.remove(name);
-        } else {
-            self.cookies.insert(name.to_owned(), value.to_owned());
         }
     }
 }

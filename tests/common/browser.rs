@@ -1,6 +1,7 @@
 //! A client that behaves as a browser does for one site: it keeps the cookies the site sets
 //! and sends them back, and reaches a host name of the test's choosing (`*.localhost`) at
-//! the test server's address, so an application sees the `Host` a real visitor sends.
+//! the test server's address, so an application sees the `Host` a real visitor sends. Its
+//! [`CookieJar`] is the one `apps.rs`'s browser keeps too.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ pub(crate) struct Browser {
     client: reqwest::Client,
     /// `http://HOST:PORT`, without a trailing slash.
     pub origin: String,
-    cookies: Mutex<BTreeMap<String, String>>,
+    cookies: Mutex<CookieJar>,
 }
 
 /// A response, read whole.
@@ -86,11 +87,9 @@ impl Browser {
     /// A request to `path` carrying the cookies; finish it with [`Browser::send`].
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let request = self.client.request(method, self.url(path));
-        let cookies = self.cookie_header();
-        if cookies.is_empty() {
-            request
-        } else {
-            request.header(COOKIE, cookies)
+        match self.cookies.lock().unwrap().header() {
+            Some(cookies) => request.header(COOKIE, cookies),
+            None => request,
         }
     }
 
@@ -99,7 +98,12 @@ impl Browser {
         let response = request.send().await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        self.keep_cookies(&headers);
+        {
+            let mut jar = self.cookies.lock().unwrap();
+            for set_cookie in headers.get_all(SET_COOKIE) {
+                jar.store(set_cookie.to_str().unwrap_or_default());
+            }
+        }
         let body = response.bytes().await.unwrap().to_vec();
         Page {
             status,
@@ -120,51 +124,56 @@ impl Browser {
 
     /// The value of cookie `name`, if set.
     pub(crate) fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.lock().unwrap().get(name).cloned()
+        self.cookies.lock().unwrap().get(name).map(str::to_owned)
     }
 
     /// The names of the cookies held.
     pub(crate) fn cookie_names(&self) -> Vec<String> {
-        self.cookies.lock().unwrap().keys().cloned().collect()
-    }
-
-    /// Sets cookie `name` as a script in the page would.
-    pub(crate) fn set_cookie(&self, name: &str, value: &str) {
         self.cookies
             .lock()
             .unwrap()
-            .insert(name.to_owned(), value.to_owned());
+            .names()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The cookies one site set, by name. Paths and domains are not told apart: one site, one
+/// jar.
+#[derive(Debug, Default)]
+pub(crate) struct CookieJar(BTreeMap<String, String>);
+
+impl CookieJar {
+    /// The value of cookie `name`, if set.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
     }
 
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+    /// The names of the cookies held.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
     }
 
-    /// Takes each `Set-Cookie`: a value to keep, or (`Max-Age=0`, `deleted`) a
-    /// cookie to forget. Paths and domains are not told apart: one site, one jar.
-    fn keep_cookies(&self, headers: &HeaderMap) {
-        let mut jar = self.cookies.lock().unwrap();
-        for line in headers.get_all(SET_COOKIE) {
-            let line = line.to_str().unwrap_or("");
-            let mut parts = line.split(';').map(str::trim);
-            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
-                continue;
-            };
-            // PHP sends `Max-Age=0` with every expiry in the past.
-            let expired = value.is_empty()
-                || value == "deleted"
-                || parts.any(|attribute| attribute.eq_ignore_ascii_case("max-age=0"));
-            if expired {
-                jar.remove(name);
-            } else {
-                jar.insert(name.to_owned(), value.to_owned());
-            }
+    /// The `Cookie` header that sends them all back, unless there are none.
+    pub(crate) fn header(&self) -> Option<String> {
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    /// Keeps `name=value` of a `Set-Cookie` header, or forgets the cookie it expires (PHP
+    /// sends `Max-Age=0` with every expiry in the past; some applications send `deleted`).
+    pub(crate) fn store(&mut self, set_cookie: &str) {
+        let mut parts = set_cookie.split(';').map(str::trim);
+        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+            return;
+        };
+        let expired = value.is_empty()
+            || value == "deleted"
+            || parts.any(|attribute| attribute.eq_ignore_ascii_case("max-age=0"));
+        if expired {
+            self.0.remove(name);
+        } else {
+            self.0.insert(name.to_owned(), value.to_owned());
         }
     }
 }
