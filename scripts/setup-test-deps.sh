@@ -5,7 +5,8 @@
 #  - Debian's own non-thread-safe PHP (`libphp8.2-embed`, `php8.2-dev` for php-config) for
 #    the NTS mode's test (tests/nts.rs).
 #  - The real applications the tests run, as their packages install them (wordpress,
-#    mediawiki, php-laravel-framework, php-symfony-framework-bundle, php-symfony-runtime),
+#    mediawiki, php-laravel-framework, php-symfony-framework-bundle, php-symfony-runtime;
+#    WordPress's default theme, which its package only recommends),
 #    MariaDB's server and client binaries (started by the tests themselves on 127.0.0.1 with a
 #    data directory under target/tmp, stopped by PID), and redis-server for the PECL test.
 #    Installing packages never starts a service here: where no policy-rc.d says so already,
@@ -14,7 +15,7 @@ set -euo pipefail
 say() { printf '[setup-test-deps] %s\n' "$*" >&2; }
 PACKAGES=(locales libphp8.2-embed php8.2-dev
   mariadb-server-core mariadb-client-core redis-server nginx-light
-  wordpress mediawiki php-laravel-framework php-symfony-framework-bundle php-symfony-runtime)
+  wordpress wordpress-theme-twentytwentythree mediawiki php-laravel-framework php-symfony-framework-bundle php-symfony-runtime)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
