@@ -221,8 +221,8 @@ impl Alias {
         if segments.is_empty() {
             return fail("must name a path below / (DOCUMENT_ROOT serves /)");
         }
-        if segments.iter().any(|s| s.starts_with('.')) {
-            return fail("must not have a segment starting with a dot");
+        if hidden_segments(&segments) {
+            return fail("must not have a segment starting with a dot (but a first /.well-known)");
         }
         let dir = dir.into();
         if dir.as_os_str().is_empty() {
@@ -366,7 +366,7 @@ impl PathResolver {
             Err(miss) => return miss.into(),
         };
         let segments = segments(&decoded);
-        if segments.iter().any(|s| s.starts_with('.')) {
+        if hidden_segments(&segments) {
             return Resolution::Forbidden;
         }
         let symlinks = self.inner.symlinks;
@@ -434,6 +434,19 @@ fn decode(uri_path: &str) -> Result<String, Miss> {
 /// `merge_slashes`).
 fn segments(decoded: &str) -> Vec<&str> {
     decoded.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// The one dot segment a URL path may have: first, RFC 8615's well-known URIs
+/// (`/.well-known/acme-challenge/…`, `/.well-known/security.txt`), which nginx serves too.
+const WELL_KNOWN: &str = ".well-known";
+
+/// Whether a path's segments name a hidden place: any segment starting with a dot, but a
+/// first `.well-known`.
+fn hidden_segments(segments: &[&str]) -> bool {
+    segments
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.starts_with('.') && !(i == 0 && *s == WELL_KNOWN))
 }
 
 /// One lookup: the segments below `base` (the canonical document root or alias directory).
@@ -1060,6 +1073,22 @@ mod tests {
         ] {
             assert!(!never_sent(OsStr::new(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn only_a_first_well_known_segment_is_not_hidden() {
+        assert!(!hidden_segments(&[
+            ".well-known",
+            "acme-challenge",
+            "token"
+        ]));
+        assert!(!hidden_segments(&[".well-known", "security.txt"]));
+        assert!(hidden_segments(&[".well-known", ".env"]));
+        assert!(hidden_segments(&["app", ".well-known", "x"]));
+        assert!(hidden_segments(&[".git", "config"]));
+        assert!(hidden_segments(&[".well-knownx"]));
+        assert!(Alias::new("/.well-known/acme-challenge/", "/var/www/acme").is_ok());
+        assert!(Alias::new("/app/.well-known/", "/var/www/acme").is_err());
     }
 
     #[test]

@@ -314,6 +314,40 @@ async fn hidden_files_and_backups_are_404() {
     );
 }
 
+/// RFC 8615's `/.well-known/` is the one dot directory served (ACME http-01 challenges that
+/// certbot's webroot mode writes, security.txt), as nginx serves it; dot-files inside it,
+/// and `.well-known` anywhere but first, stay hidden.
+#[tokio::test]
+async fn well_known_uris_are_served_and_nothing_else_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("public");
+    write(
+        &public.join(".well-known/acme-challenge/tok3n"),
+        b"tok3n.key-auth",
+    );
+    write(
+        &public.join(".well-known/security.txt"),
+        b"Contact: mailto:sec@example.com",
+    );
+    write(&public.join(".well-known/.env"), b"SECRET=1");
+    write(&public.join("app/.well-known/x.txt"), b"secret nested");
+    let server = TestServer::start_with_root(&public, &[]);
+    let challenge = raw_get(&server, "/.well-known/acme-challenge/tok3n");
+    assert_eq!(status_of(&challenge), 200, "{challenge}");
+    assert!(challenge.ends_with("tok3n.key-auth"), "{challenge}");
+    let security = raw_get(&server, "/.well-known/security.txt");
+    assert_eq!(status_of(&security), 200, "{security}");
+    for hidden in [
+        "/.well-known/.env",
+        "/app/.well-known/x.txt",
+        "/.well-known/../.env",
+    ] {
+        let raw = raw_get(&server, hidden);
+        assert_eq!(status_of(&raw), 404, "{hidden}: {raw}");
+        assert_no_leak(&raw, hidden);
+    }
+}
+
 /// A symlink is followed by default, but what it leads to is held to the same rules as a
 /// request path: never a dot-file (or a file in a hidden directory), PHP source or a backup.
 #[tokio::test]
