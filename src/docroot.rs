@@ -67,10 +67,26 @@ pub struct StaticFile {
     pub path: PathBuf,
     /// Its metadata (of the symlink's target, when reached through one).
     pub meta: std::fs::Metadata,
+    /// What its precompressed siblings are held to ([`StaticFile::precompressed_allowed`]).
+    siblings: SiblingRules,
+}
+
+/// The symlink policy and the base directory a static file was resolved under, for its
+/// precompressed siblings.
+#[derive(Debug, Clone)]
+struct SiblingRules {
+    policy: SymlinkPolicy,
+    base: PathBuf,
+}
+
+impl StaticFile {
     /// Whether its precompressed siblings (`app.js.br`, `app.js.gz`) may be sent in its
     /// place: false when one is a symlink the policy refuses or that leads somewhere the
-    /// file itself could not.
-    pub precompressed: bool,
+    /// file itself could not. Looked at when asked (two `lstat`s), so only for a client
+    /// that takes a precompressed body.
+    pub fn precompressed_allowed(&self) -> bool {
+        precompressed_allowed(self.siblings.policy, &self.siblings.base, &self.path)
+    }
 }
 
 /// Resolutions compare by path: the metadata is a snapshot of the same file.
@@ -178,11 +194,13 @@ impl SymlinkPolicy {
             meta = Some(self.step(&path, &mut via_symlink).ok()?);
         }
         let meta = meta.filter(std::fs::Metadata::is_file)?;
-        let precompressed = precompressed_allowed(self, base, &path);
         Some(StaticFile {
             path,
             meta,
-            precompressed,
+            siblings: SiblingRules {
+                policy: self,
+                base: base.to_path_buf(),
+            },
         })
     }
 }
@@ -537,11 +555,13 @@ impl Walk<'_> {
                 return Err(Miss::Forbidden);
             }
         }
-        let precompressed = precompressed_allowed(self.symlinks, self.base, &real);
         Ok(Resolution::File(StaticFile {
             path: real,
             meta,
-            precompressed,
+            siblings: SiblingRules {
+                policy: self.symlinks,
+                base: self.base.to_path_buf(),
+            },
         }))
     }
 
@@ -1133,7 +1153,7 @@ mod tests {
     fn precompressed_siblings_are_held_to_the_same_rules() {
         let site = Site::new(Layout::Plain);
         let precompressed = |path: &str| match site.resolve(path) {
-            Resolution::File(file) => file.precompressed,
+            Resolution::File(file) => file.precompressed_allowed(),
             other => panic!("{path}: {other:?}"),
         };
         assert!(precompressed("/style.css"));

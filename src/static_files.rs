@@ -73,7 +73,7 @@ pub(crate) async fn serve(
     options: &StaticOptions,
 ) -> Response {
     let (path, meta) = (file.path.as_path(), &file.meta);
-    let precompressed = file.precompressed && accepts_precompressed(request.headers());
+    let precompressed = accepts_precompressed(request.headers()) && file.precompressed_allowed();
     if meta.len() <= MEMORY_CACHE_FILE_MAX
         && (request.method() == Method::GET || request.method() == Method::HEAD)
         && !request.headers().contains_key(header::RANGE)
