@@ -4,7 +4,7 @@
 # requires tokio_php to pass every test php-fpm passes (or tests/phpt/differences.txt to say
 # why not).
 #
-#   scripts/phpt-php-fpm.sh             # install what is missing, run both selections
+#   scripts/phpt-php-fpm.sh             # install what is missing, run every selection
 #
 # nginx and php-fpm are started by the test runner itself, one pair per php.ini it needs,
 # on 127.0.0.1 and a unix socket under a temporary directory, and stopped by their PIDs.

@@ -2,13 +2,16 @@
 //! (`scripts/setup-php.sh` keeps them beside the build), run as web requests against the
 //! real tokio_php server and judged as `run-tests.php` judges them.
 //!
-//! Two selections:
+//! Three selections:
 //! - `request-handling`: every test under `tests/basic`, `main/` and `ext/standard/tests`
 //!   that run-tests.php runs through php-cgi (`--GET--`, `--POST--`, `--POST_RAW--`,
 //!   `--COOKIE--`, `--PUT--`, `--GZIP_POST--`, `--DEFLATE_POST--`, `--EXPECTHEADERS--`,
 //!   `--CGI--`);
 //! - `engine-sample`: the tests directly in `Zend/tests` and in `ext/standard/tests/{strings,
-//!   array,math,general_functions}`, `ext/{session,json,pcre,date,mbstring}/tests`.
+//!   array,math,general_functions}`, `ext/{session,json,pcre,date,mbstring}/tests`;
+//! - `filesystem`: `ext/standard/tests/{file,dir}`: stat(), paths, the working directory,
+//!   which thread-safe PHP resolves in user space (its virtual working directory) and
+//!   `scripts/php-patches/zts-stat-absolute-path.patch` changes.
 //!
 //! Each run is compared with `tests/phpt/expected/tokio_php/SELECTION.txt`. It fails when a
 //! test killed the server, when a test that passed there no longer passes, and when a test
@@ -81,6 +84,16 @@ fn engine_sample() {
         .iter()
         .flat_map(|dir| phpt_files(tree, dir, false))
         .collect()
+    });
+}
+
+#[test]
+fn filesystem() {
+    conformance("filesystem", |tree| {
+        ["ext/standard/tests/file", "ext/standard/tests/dir"]
+            .iter()
+            .flat_map(|dir| phpt_files(tree, dir, false))
+            .collect()
     });
 }
 
