@@ -300,3 +300,55 @@ async fn the_repository_php_ini_loads_and_turns_timestamps_off() {
     assert_eq!(status["validate_timestamps"], "0");
     assert_eq!(status["jit_on"], true, "{status:?}");
 }
+
+#[tokio::test]
+async fn opcache_preload_declares_the_classes_for_every_worker_thread() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    std::fs::create_dir(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("src/Greeter.php"),
+        "<?php\nfinal class Greeter { public function hello(string $who): string { return \"hello, $who\"; } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("preload.php"),
+        "<?php\nopcache_compile_file(__DIR__ . '/src/Greeter.php');\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("page.php"),
+        "<?php\nusleep(100000);\n$s = opcache_get_status(false);\necho json_encode([\n  'declared' => class_exists('Greeter', false),\n  'hello' => class_exists('Greeter', false) ? (new Greeter)->hello('preload') : null,\n  'included' => count(get_included_files()),\n  'preloaded' => $s['preload_statistics']['classes'] ?? [],\n]);\n",
+    )
+    .unwrap();
+    // PHP preloads as opcache.preload_user; under root it insists on being told.
+    let user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let user = String::from_utf8_lossy(&user.stdout).trim().to_owned();
+    let ini = dir.join("php.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "opcache.enable=1\nopcache.preload={}\nopcache.preload_user={user}\n",
+            dir.join("preload.php").display()
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with_root(dir, &[("PHP_INI", ini.to_str().unwrap())]);
+    // Requests at once, so that both PHP worker threads answer some.
+    let url = server.url("/page.php");
+    let answers = futures_util::future::join_all((0..6).map(|_| get_text(&url))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}\n{}", server.log());
+        let page: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(page["declared"], true, "{body}");
+        assert_eq!(page["hello"], "hello, preload");
+        assert_eq!(
+            page["included"], 1,
+            "only the page itself was included: {body}"
+        );
+        assert_eq!(page["preloaded"], serde_json::json!(["Greeter"]), "{body}");
+    }
+}
