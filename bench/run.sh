@@ -10,9 +10,11 @@
 #   CASES="hello framework" bench/run.sh    a subset (hello json static big framework wordpress app)
 #   WORKERS=4 bench/run.sh          PHP workers on every side (default: one per core)
 #   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
+#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo/bin/php-config REPORT_NAME=2026-12-02-pgo bench/run.sh
+#                                   tokio_php with another PHP build (here the PHP_PGO=1 one)
 #
-# Writes bench/results/<date>.md (smoke: bench/results/smoke.md). Every server started here
-# is stopped by PID on exit; every load run is bounded in time.
+# Writes bench/results/<date>.md (smoke: bench/results/smoke.md; REPORT_NAME.md when set).
+# Every server started here is stopped by PID on exit; every load run is bounded in time.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -716,7 +718,7 @@ kill "$TOKIO_STARTED"
 # --- report ------------------------------------------------------------------------------
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p bench/results
-REPORT=bench/results/$(full_or_smoke "$DATE" smoke).md
+REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
 {
   echo "# tokio_php benchmark, $DATE"
   echo
@@ -725,7 +727,7 @@ REPORT=bench/results/$(full_or_smoke "$DATE" smoke).md
   echo "load average (1, 5, 15 min) at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "The load generator shares the cores with the servers."
   echo
-  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) ($(git rev-parse --short HEAD)) with PHP $("$PHP_CONFIG" --version) (ZTS, embed);"
+  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) ($(git rev-parse --short HEAD)) with PHP $("$PHP_CONFIG" --version) (ZTS, embed; build $(basename "$("$PHP_CONFIG" --prefix)"));"
   echo "$(nginx -v 2>&1 | sed 's|nginx version: ||') with PHP-FPM $(php-fpm8.2 -v | head -1 | awk '{print $2}');"
   echo "$(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p') with mod_php $(dpkg-query -W -f='${Version}' libapache2-mod-php8.2);"
   has_case wordpress && echo "WordPress $(sed -n "s/^\$wp_version = '\(.*\)';/\1/p" /usr/share/wordpress/wp-includes/version.php) (Debian's package) on MariaDB $(mariadbd --version | awk '{print $3}' | cut -d- -f1);"

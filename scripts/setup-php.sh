@@ -19,6 +19,11 @@
 # -dev packages installed. A changed set is a separate cached build. PECL extensions:
 # scripts/build-pecl.sh.
 #
+# How it is compiled: -O2 -fno-semantic-interposition with -Wl,-Bsymbolic-functions (PHP_CFLAGS
+# and PHP_LDFLAGS change them; other flags are another cached build), and with PHP_PGO=1
+# profile-guided: compiled instrumented, trained on scripts/pgo/, compiled again (a build
+# of its own, `...-pgo`; about twice the time). bench/README.md has what each gained.
+#
 # Progress goes to stderr; stdout carries only the php-config path, so callers can do
 #   PHP_CONFIG=$(scripts/setup-php.sh)
 set -euo pipefail
@@ -120,7 +125,22 @@ default_set=$(catalogue | awk '$2 == "yes" { print $1 }' | sort)
 CACHE=${TOKIO_PHP_CACHE:-$HOME/.cache/tokio_php}
 PHP_SERIES=${PHP_SERIES:-8.2}
 # Bumped whenever the build itself changes (flags, patches), so a cached build is redone.
-BUILD_REV=r5
+BUILD_REV=r6
+# Compiler flags (bench/README.md has what each gained): -O2 as Debian builds PHP, without
+# -g (it took a third of the compile time; crash reports name functions from the symbol
+# table, which stays). -fno-semantic-interposition and -Bsymbolic-functions bind libphp.so's
+# calls to its own functions inside the library, as they are inside Debian's php-fpm
+# executable: direct calls instead of PLT jumps, and GCC may inline them.
+DEFAULT_CFLAGS="-O2 -fno-semantic-interposition"
+DEFAULT_LDFLAGS="-Wl,-Bsymbolic-functions"
+PHP_CFLAGS=${PHP_CFLAGS:-$DEFAULT_CFLAGS}
+PHP_LDFLAGS=${PHP_LDFLAGS-$DEFAULT_LDFLAGS}
+# PHP_PGO=1: profile-guided optimisation (php-src's prof-gen / prof-use). PHP is compiled
+# instrumented, serves a training workload (scripts/pgo/train.php: a framework-style app,
+# hello.php, json, php-src's Zend/bench.php), and is compiled again with that profile:
+# about twice the build time, opt-in; the container image uses it (gain: bench/README.md).
+PHP_PGO=${PHP_PGO:-0}
+case $PHP_PGO in 0 | 1) ;; *) die "PHP_PGO=$PHP_PGO: use 1 (profile-guided build) or 0" ;; esac
 if [ -n "${PHP_TARBALL:-}" ]; then
   base=$(basename "$PHP_TARBALL")
   base=${base%.tar.*}
@@ -132,6 +152,11 @@ fi
 if [ "$selected" != "$default_set" ]; then
   PREFIX="$PREFIX-ext-$(printf '%s' "$selected" | sha256sum | cut -c1-10)"
 fi
+# Other compiler flags (PHP_CFLAGS, PHP_LDFLAGS) are another build too.
+if [ "$PHP_CFLAGS" != "$DEFAULT_CFLAGS" ] || [ "$PHP_LDFLAGS" != "$DEFAULT_LDFLAGS" ]; then
+  PREFIX="$PREFIX-flags-$(printf '%s|%s' "$PHP_CFLAGS" "$PHP_LDFLAGS" | sha256sum | cut -c1-10)"
+fi
+if [ "$PHP_PGO" = 1 ]; then PREFIX="$PREFIX-pgo"; fi
 
 if [ -x "$PREFIX/bin/php-config" ] && [ -f "$PREFIX/.complete" ]; then
   say "using cached ZTS PHP at $PREFIX"
@@ -259,8 +284,8 @@ libdir_option=()
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || true)
 if [ -n "$multiarch" ] && [ -d "/usr/lib/$multiarch" ]; then libdir_option=(--with-libdir="lib/$multiarch"); fi
 
-say "configuring $(basename "$SRC") (ZTS, embed SAPI; extensions: $(echo $selected)) into $PREFIX"
-if ! env "${include_path_env[@]}" ./configure --prefix="$PREFIX" \
+say "configuring $(basename "$SRC") (ZTS, embed SAPI; extensions: $(echo $selected); CFLAGS $PHP_CFLAGS; LDFLAGS $PHP_LDFLAGS) into $PREFIX"
+if ! env "${include_path_env[@]}" CFLAGS="$PHP_CFLAGS" CXXFLAGS="$PHP_CFLAGS" ./configure --prefix="$PREFIX" \
   --enable-embed=shared --enable-zts --disable-zend-signals --enable-zend-max-execution-timers \
   --disable-all --disable-cgi --disable-phpdbg --without-pear "${libdir_option[@]}" \
   "${ext_options[@]}" >"$WORK/configure.log" 2>&1; then
@@ -275,12 +300,41 @@ if ! env "${include_path_env[@]}" ./configure --prefix="$PREFIX" \
   die "configure failed at \"${last_check:-?}\": ${error:-see above}${pc:+ [$pc]} (details: $CACHE/last-config.log). A library an extension needs is missing: install its Debian -dev package (scripts/setup-php.sh --list names them for the catalogue) or remove the extension with PHP_EXTENSIONS=-name"
 fi
 
+# libtool compiles every file twice: position-independent for libphp.so and again for the
+# CLI. Compile once, and link the CLI from the same objects: half the compile time.
+if grep -q '^build_old_libs=yes$' libtool && grep '^BUILD_CLI = ' Makefile | grep -q '_OBJS:\.lo=\.o)'; then
+  sed -i 's/^build_old_libs=yes$/build_old_libs=no/' libtool
+  sed -i '/^BUILD_CLI = /s/\$(\([A-Z_]*_OBJS\):\.lo=\.o)/$(\1)/g' Makefile
+else
+  say "note: libtool or the Makefile of $(basename "$SRC") is not as expected; compiling each file twice"
+fi
+
 jobs=$(nproc 2>/dev/null || echo 2)
-say "compiling with $jobs jobs (about 5-10 minutes on 2 cores)"
 start=$(date +%s)
-make -j"$jobs" >"$WORK/make.log" 2>&1 || { tail -n 40 "$WORK/make.log" >&2; die "make failed (log above)"; }
+# compile_php PROF_FLAGS LOG: make all, with PHP's LDFLAGS (its configure does not carry
+# them into the Makefile) and the profile flags of a PGO build.
+compile_php() {
+  make -j"$jobs" LDFLAGS="$PHP_LDFLAGS" PROF_FLAGS="$1" >"$WORK/$2" 2>&1 ||
+    { tail -n 40 "$WORK/$2" >&2; die "make failed (log above)"; }
+}
+if [ "$PHP_PGO" = 1 ]; then
+  say "PGO 1/3: compiling instrumented (-fprofile-generate) with $jobs jobs (about 6-8 minutes on 2 cores)"
+  compile_php -fprofile-generate make-prof-gen.log
+  say "PGO 2/3: training (scripts/pgo/train.php)"
+  find . -name '*.gcda' -delete
+  "$HERE/pgo/train.sh" "$SRC" "$WORK/pgo" >"$WORK/pgo-train.log" 2>&1 ||
+    { tail -n 20 "$WORK/pgo-train.log" >&2; die "the PGO training run failed (log above)"; }
+  profiles=$(find . -name '*.gcda' | wc -l)
+  [ "$profiles" -gt 100 ] || die "the PGO training wrote $profiles profiles; expected one per object file"
+  say "PGO 3/3: compiling with the profile of $profiles files"
+  make prof-clean >/dev/null 2>&1
+  compile_php "-fprofile-use -fprofile-correction -Wno-missing-profile" make.log
+else
+  say "compiling with $jobs jobs (about 5-7 minutes on 2 cores)"
+  compile_php "" make.log
+fi
 rm -rf "$PREFIX"
-make install >"$WORK/install.log" 2>&1 || { tail -n 40 "$WORK/install.log" >&2; die "make install failed"; }
+make install LDFLAGS="$PHP_LDFLAGS" PROF_FLAGS="" >"$WORK/install.log" 2>&1 || { tail -n 40 "$WORK/install.log" >&2; die "make install failed"; }
 # Debian's patches leave a placeholder in the include paths that its packaging fills in;
 # the headers themselves are installed without it.
 sed -i 's|/@DEBIAN_PHP_API@||g' "$PREFIX/bin/php-config" "$PREFIX/bin/phpize"
