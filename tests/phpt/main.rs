@@ -93,6 +93,9 @@ fn filesystem() {
         ["ext/standard/tests/file", "ext/standard/tests/dir"]
             .iter()
             .flat_map(|dir| phpt_files(tree, dir, false))
+            // Copies 4 GiB within max_execution_time (30 s): a measure of the disk, which
+            // runs out of time on this machine under load, under either server.
+            .filter(|test| !test.ends_with("/bug81145.phpt"))
             .collect()
     });
 }
