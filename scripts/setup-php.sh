@@ -321,7 +321,6 @@ if [ "$PHP_PGO" = 1 ]; then
   say "PGO 1/3: compiling instrumented (-fprofile-generate) with $jobs jobs (about 6-8 minutes on 2 cores)"
   compile_php -fprofile-generate make-prof-gen.log
   say "PGO 2/3: training (scripts/pgo/train.php)"
-  find . -name '*.gcda' -delete
   "$HERE/pgo/train.sh" "$SRC" "$WORK/pgo" >"$WORK/pgo-train.log" 2>&1 ||
     { tail -n 20 "$WORK/pgo-train.log" >&2; die "the PGO training run failed (log above)"; }
   # The profiles libphp.so is compiled with: those of its position-independent objects

@@ -93,8 +93,8 @@ fn filesystem() {
         ["ext/standard/tests/file", "ext/standard/tests/dir"]
             .iter()
             .flat_map(|dir| phpt_files(tree, dir, false))
-            // Copies 4 GiB within max_execution_time (30 s): a measure of the disk, which
-            // runs out of time on this machine under load, under either server.
+            // Copies 4 GiB within max_execution_time (30 s): a measure of the disk, which ran
+            // out of time here under the load of the full test run.
             .filter(|test| !test.ends_with("/bug81145.phpt"))
             .collect()
     });
