@@ -141,6 +141,8 @@ async fn health(State(internal): State<Internal>) -> Response {
                     "process": index,
                     "pid": board.pid(index),
                     "busy_workers": board.busy(index),
+                    "accepting": board.ready(index),
+                    "open_connections": board.open_connections(index),
                 })
             })
             .collect();

@@ -6,9 +6,12 @@
 //! Without a supervisor (a single process, a library user) nothing is installed and every
 //! call is a no-op.
 //!
+//! The open connections of each process are here too: a serving process that holds more
+//! than another leaves new connections to it ([accept balancing](crate::server)).
+//!
 //! Layout, in 64-bit words: a header (restarts, processes, slots per process), then per
-//! process a record (pid, busy workers, ready, the classic pool's counters) and its worker
-//! slots. The counters survive a restart of their process, so their sums only grow. A slot is a sequence number
+//! process a record (pid, busy workers, ready, open connections, the classic pool's
+//! counters) and its worker slots. The counters survive a restart of their process, so their sums only grow. A slot is a sequence number
 //! (odd while its writer changes it), the start time (ms since the epoch; 0 = idle), the
 //! text's length and [`TEXT_BYTES`] of text. A reader copies a slot and keeps the copy
 //! only if the sequence number was even and unchanged around it.
@@ -26,7 +29,9 @@ pub(crate) const SLOTS_PER_PROCESS: usize = 128;
 pub(crate) const TEXT_BYTES: usize = 480;
 
 const HEADER_WORDS: usize = 3;
-const PROCESS_WORDS: usize = 3 + Counter::ALL.len();
+const PROCESS_WORDS: usize = 4 + Counter::ALL.len();
+/// Word of a process record that counts its open connections.
+const OPEN_CONNECTIONS: usize = 3;
 const TEXT_WORDS: usize = TEXT_BYTES / 8;
 const SLOT_WORDS: usize = 3 + TEXT_WORDS;
 
@@ -70,7 +75,7 @@ impl Counter {
     ];
 
     fn word(self) -> usize {
-        3 + self as usize
+        4 + self as usize
     }
 }
 
@@ -113,6 +118,7 @@ pub(crate) fn enter_process(index: usize) {
             board.clear_slot(index, slot);
         }
         board.words[board.process_base(index) + 1].store(0, Ordering::Relaxed);
+        board.words[board.process_base(index) + OPEN_CONNECTIONS].store(0, Ordering::Relaxed);
         board.words[board.process_base(index) + 2].store(0, Ordering::Release);
     }
 }
@@ -122,6 +128,53 @@ pub(crate) fn mark_ready() {
     if let (Some(board), Some(process)) = (board(), this_process()) {
         board.words[board.process_base(process) + 2].store(1, Ordering::Release);
     }
+}
+
+/// In a serving process: it no longer accepts connections (it drains).
+pub(crate) fn mark_not_accepting() {
+    if let (Some(board), Some(process)) = (board(), this_process()) {
+        board.words[board.process_base(process) + 2].store(0, Ordering::Release);
+    }
+}
+
+/// Serving processes on the board; 0 without a supervisor.
+pub(crate) fn serving_processes() -> usize {
+    board().map_or(0, Scoreboard::processes)
+}
+
+/// One open connection of this process, counted on the board while it lives.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(Option<&'static AtomicU64>);
+
+impl OpenConnection {
+    /// Counts a connection this process accepted; no-op without a supervisor.
+    pub(crate) fn opened() -> Self {
+        let word = this_process().and_then(|process| {
+            let board = board()?;
+            Some(&board.words[board.process_base(process) + OPEN_CONNECTIONS])
+        });
+        if let Some(word) = word {
+            word.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(word)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(word) = self.0 {
+            let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+}
+
+/// Whether another serving process that accepts holds fewer open connections than this
+/// one (then it should take the next connection).
+pub(crate) fn another_process_holds_fewer_connections() -> bool {
+    let (Some(board), Some(process)) = (board(), this_process()) else {
+        return false;
+    };
+    board.another_holds_fewer(process)
 }
 
 /// The calling worker thread starts the request described by `what`.
@@ -211,6 +264,23 @@ impl Scoreboard {
         (0..self.processes)
             .map(|p| self.words[self.process_base(p) + counter.word()].load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Open connections of process number `process`.
+    pub(crate) fn open_connections(&self, process: usize) -> u64 {
+        self.words[self.process_base(process) + OPEN_CONNECTIONS].load(Ordering::Relaxed)
+    }
+
+    /// Whether a running, accepting process other than `process` holds fewer open
+    /// connections than it.
+    fn another_holds_fewer(&self, process: usize) -> bool {
+        let mine = self.open_connections(process);
+        (0..self.processes).any(|other| {
+            other != process
+                && self.pid(other) != 0
+                && self.ready(other)
+                && self.open_connections(other) < mine
+        })
     }
 
     /// Busy workers summed over every serving process.
@@ -323,18 +393,19 @@ impl Scoreboard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_slot_holds_what_runs_until_it_ends() {
+    fn board_of(processes: usize) -> Scoreboard {
         let words: &'static [AtomicU64] = Box::leak(
-            (0..HEADER_WORDS + 2 * (PROCESS_WORDS + SLOTS_PER_PROCESS * SLOT_WORDS))
+            (0..HEADER_WORDS + processes * (PROCESS_WORDS + SLOTS_PER_PROCESS * SLOT_WORDS))
                 .map(|_| AtomicU64::new(0))
                 .collect::<Vec<_>>()
                 .into_boxed_slice(),
         );
-        let board = Scoreboard {
-            words,
-            processes: 2,
-        };
+        Scoreboard { words, processes }
+    }
+
+    #[test]
+    fn a_slot_holds_what_runs_until_it_ends() {
+        let board = board_of(2);
         assert!(board.running(1).is_empty());
         let long = format!("id=abc GET /{} script=/x.php", "é".repeat(400));
         board.write_slot(1, 3, now_ms() - 1500, &long);
@@ -351,5 +422,35 @@ mod tests {
         board.set_pid(1, 4242);
         assert_eq!(board.pid(1), 4242);
         assert_eq!(board.pid(0), 0);
+    }
+
+    #[test]
+    fn only_a_running_accepting_process_with_fewer_connections_takes_over() {
+        let board = board_of(3);
+        let set_open = |process: usize, open: u64| {
+            board.words[board.process_base(process) + OPEN_CONNECTIONS]
+                .store(open, Ordering::Relaxed);
+        };
+        let set_ready = |process: usize, ready: u64| {
+            board.words[board.process_base(process) + 2].store(ready, Ordering::Relaxed);
+        };
+        for process in 0..3 {
+            board.set_pid(process, 100 + process as i32);
+            set_ready(process, 1);
+        }
+        set_open(0, 3);
+        set_open(1, 3);
+        set_open(2, 3);
+        // Level: everyone accepts at once.
+        assert!(!board.another_holds_fewer(0));
+        set_open(2, 2);
+        assert!(board.another_holds_fewer(0));
+        assert!(!board.another_holds_fewer(2));
+        // A process that drains, or one that died and is not back yet, does not count.
+        set_ready(2, 0);
+        assert!(!board.another_holds_fewer(0));
+        set_ready(2, 1);
+        board.set_pid(2, 0);
+        assert!(!board.another_holds_fewer(0));
     }
 }

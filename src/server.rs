@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod balance;
 mod connection;
 mod rewind;
 pub mod tls;
@@ -34,6 +35,7 @@ use tokio::sync::{Semaphore, watch};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::config::{self, Config, ServerSettings};
+use crate::scoreboard::{self, OpenConnection};
 use connection::{Limits, Shared};
 
 /// How long in-flight requests may take to finish after shutdown starts.
@@ -56,6 +58,8 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Server {
     tls: Option<TlsConfig>,
     settings: ServerSettings,
+    /// Balance accepts with the other serving processes of a supervisor.
+    balance_accepts: bool,
 }
 
 impl Server {
@@ -68,6 +72,7 @@ impl Server {
         Ok(Self {
             tls,
             settings: config.server.clone(),
+            balance_accepts: false,
         })
     }
 
@@ -122,6 +127,13 @@ impl Server {
         self
     }
 
+    /// Leaves new connections to a less loaded serving process of the supervisor first
+    /// (see `balance`); without other serving processes it changes nothing.
+    pub(crate) fn balance_accepts(mut self) -> Self {
+        self.balance_accepts = true;
+        self
+    }
+
     /// The TLS configuration, if the listener serves TLS.
     pub fn tls_config(&self) -> Option<&TlsConfig> {
         self.tls.as_ref()
@@ -141,6 +153,7 @@ impl Server {
         router: Router,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        let listener = balance::Listener::new(listener, self.balance_accepts)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
             http1: self.http1_builder(),
@@ -192,15 +205,23 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            tokio::spawn(connection::run(
+            let open = OpenConnection::opened();
+            let connection = connection::run(
                 Arc::clone(&shared),
                 stream,
                 remote,
                 drain_rx.clone(),
                 permit,
-            ));
+            );
+            tokio::spawn(async move {
+                connection.await;
+                drop(open);
+            });
         }
         drop(listener);
+        if self.balance_accepts {
+            scoreboard::mark_not_accepting();
+        }
         drop(drain_rx);
         let open = drain_tx.receiver_count();
         tracing::info!(

@@ -203,7 +203,10 @@ pub(crate) async fn serve(server: Server, listeners: Listeners, app: App) -> u8 
             std::process::exit(i32::from(signal.exit_code()));
         });
     };
-    let result = server.serve(listener, app.router(), shutdown).await;
+    let result = server
+        .balance_accepts()
+        .serve(listener, app.router(), shutdown)
+        .await;
     let _ = internal_stop.send(());
     if let Some(internal) = internal {
         let _ = internal.await;

@@ -155,6 +155,17 @@ pub(crate) fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
     Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
 }
 
+/// `listener` registered with the current tokio runtime for readiness, so that a caller
+/// can see a pending connection before it accepts one. Call within a runtime.
+pub(crate) fn readiness_listener(
+    listener: std::net::TcpListener,
+) -> io::Result<tokio::io::unix::AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the AsyncFd owns `listener`, so its descriptor stays open and refers to the
+    // same socket for as long as it is registered; the listener came out of tokio's own
+    // TcpListener (`into_std`), which deregistered it, and nothing else registers it.
+    unsafe { tokio::io::unix::AsyncFd::register(listener) }.map_err(io::Error::from)
+}
+
 /// This process's id.
 pub(crate) fn pid() -> i32 {
     std::process::id() as i32
