@@ -12,6 +12,8 @@
 #   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
 #   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo/bin/php-config REPORT_NAME=2026-12-02-pgo bench/run.sh
 #                                   tokio_php with another PHP build (here the PHP_PGO=1 one)
+#   PHP_CONFIG=/usr/bin/php-config8.2 REPORT_NAME=2026-12-02-nts bench/run.sh
+#                                   Debian's non-thread-safe PHP: PROCESSES=WORKERS, one worker each
 #
 # Writes bench/results/<date>.md (smoke: bench/results/smoke.md; REPORT_NAME.md when set).
 # Every server started here is stopped by PID on exit; every load run is bounded in time.
@@ -91,8 +93,20 @@ fi
 # --- tokio_php, release ----------------------------------------------------------------
 say "building tokio_php (release)"
 PHP_CONFIG=$(scripts/setup-php.sh)
-PHP_CONFIG=$PHP_CONFIG cargo build --release --bin tokio_php >&2
-TOKIO_BIN=$ROOT/target/release/tokio_php
+# A non-thread-safe PHP (Debian's own: PHP_CONFIG=/usr/bin/php-config8.2) runs one worker
+# per process: tokio_php then serves with PROCESSES=$WORKERS, php-fpm's model. Its build
+# goes to its own target directory, so the default binary stays as it is.
+if "$PHP_CONFIG" --configure-options | grep -q -- '--enable-zts'; then
+  PHP_THREADS=ZTS TARGET_DIR=$ROOT/target
+else
+  PHP_THREADS=NTS TARGET_DIR=$ROOT/target/nts-release
+fi
+if [ "$PHP_THREADS" = NTS ] && has_case app; then
+  say "NTS PHP: leaving out the app case (worker mode needs a thread-safe PHP)"
+  CASES=$(sed 's/\bapp\b//; s/  */ /g; s/^ //; s/ $//' <<<"$CASES")
+fi
+PHP_CONFIG=$PHP_CONFIG CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --bin tokio_php >&2
+TOKIO_BIN=$TARGET_DIR/release/tokio_php
 
 # --- work directory, cleanup -------------------------------------------------------------
 WORK=$(mktemp -d /tmp/tokio_php_bench.XXXXXX)
@@ -431,21 +445,33 @@ PHP
 fi
 
 # --- the servers, all started once -----------------------------------------------------------
+TOKIO_SCAN_DIR=()
+if [ "$PHP_THREADS" = ZTS ]; then
+  TOKIO_PROCESSES=1 TOKIO_WORKERS=$WORKERS
+else
+  TOKIO_PROCESSES=$WORKERS TOKIO_WORKERS=1
+  # Debian's embed scan directory (its 10-opcache.ini sets opcache.jit=off), then the bench
+  # lines last, as php-fpm gets them.
+  TOKIO_SCAN_DIR=("PHP_INI_SCAN_DIR=:$WORK/php/scan")
+fi
 start_tokio() { # start_tokio PORT LOG ENV... ; sets TOKIO_STARTED
   local port=$1 log=$2
   shift 2
-  env LISTEN_ADDR=127.0.0.1:$port PHP_WORKERS=$WORKERS QUEUE_CAPACITY=$QUEUE \
-    PHP_INI=$WORK/php/tokio.ini LOG_LEVEL=warn "$@" "$TOKIO_BIN" >"$WORK/$log" 2>&1 &
+  env LISTEN_ADDR=127.0.0.1:$port PROCESSES=$TOKIO_PROCESSES PHP_WORKERS=$TOKIO_WORKERS QUEUE_CAPACITY=$QUEUE \
+    PHP_INI=$WORK/php/tokio.ini "${TOKIO_SCAN_DIR[@]}" LOG_LEVEL=warn "$@" "$TOKIO_BIN" >"$WORK/$log" 2>&1 &
   TOKIO_STARTED=$!; PIDS+=("$TOKIO_STARTED")
 }
-say "tokio_php, $WORKERS PHP workers"
+say "tokio_php, $WORKERS PHP workers ($PHP_THREADS: PROCESSES=$TOKIO_PROCESSES, PHP_WORKERS=$TOKIO_WORKERS)"
 # h2load keeps CONNECTIONS x 10 requests in flight: a queue that holds them all, as
 # php-fpm's listen backlog does (the default, workers x 100, would answer some with 503).
 start_tokio "$PORT_TOKIO" tokio.log DOCUMENT_ROOT="$DOCROOT"
 TOKIO_PID=$TOKIO_STARTED
-start_tokio "$PORT_TOKIO_WORKER" tokio-worker.log DOCUMENT_ROOT="$DOCROOT" \
-  WORKER_SCRIPT="$WORK/worker.php" WORKER_MATCH=/worker
-TOKIO_WORKER_PID=$TOKIO_STARTED
+TOKIO_WORKER_PID=""
+if has_case app; then
+  start_tokio "$PORT_TOKIO_WORKER" tokio-worker.log DOCUMENT_ROOT="$DOCROOT" \
+    WORKER_SCRIPT="$WORK/worker.php" WORKER_MATCH=/worker
+  TOKIO_WORKER_PID=$TOKIO_STARTED
+fi
 if has_case wordpress; then
   start_tokio "$PORT_TOKIO_WP" tokio-wp.log DOCUMENT_ROOT=/usr/share/wordpress
   TOKIO_WP_PID=$TOKIO_STARTED
@@ -571,7 +597,7 @@ PHP_INI_SCAN_DIR=/etc/php/8.2/apache2/conf.d:$WORK/php/scan \
   setsid /usr/sbin/apache2 -f "$WORK/apache.conf" -DFOREGROUND >"$WORK/apache.out" 2>&1 &
 APACHE_PID=$!; PIDS+=("$APACHE_PID")
 
-for port in $PORT_TOKIO $PORT_TOKIO_WORKER $PORT_NGINX $PORT_NGINX_H2 $PORT_APACHE; do wait_port "$port"; done
+for port in $PORT_TOKIO ${TOKIO_WORKER_PID:+$PORT_TOKIO_WORKER} $PORT_NGINX $PORT_NGINX_H2 $PORT_APACHE; do wait_port "$port"; done
 has_case wordpress && for port in $PORT_TOKIO_WP $PORT_NGINX_WP $PORT_APACHE_WP; do wait_port "$port"; done
 
 # --- the same PHP settings on every side: checked, not assumed ------------------------------
@@ -727,7 +753,7 @@ REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
   echo "load average (1, 5, 15 min) at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "The load generator shares the cores with the servers."
   echo
-  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) ($(git rev-parse --short HEAD)) with PHP $("$PHP_CONFIG" --version) (ZTS, embed; build $(basename "$("$PHP_CONFIG" --prefix)"));"
+  echo "Versions: tokio_php $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml) ($(git rev-parse --short HEAD)) with PHP $("$PHP_CONFIG" --version) ($PHP_THREADS, embed; build $("$PHP_CONFIG" --prefix | sed 's|^/usr$|Debian'"'"'s libphp8.2-embed|; s|.*/||'));"
   echo "$(nginx -v 2>&1 | sed 's|nginx version: ||') with PHP-FPM $(php-fpm8.2 -v | head -1 | awk '{print $2}');"
   echo "$(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p') with mod_php $(dpkg-query -W -f='${Version}' libapache2-mod-php8.2);"
   has_case wordpress && echo "WordPress $(sed -n "s/^\$wp_version = '\(.*\)';/\1/p" /usr/share/wordpress/wp-includes/version.php) (Debian's package) on MariaDB $(mariadbd --version | awk '{print $3}' | cut -d- -f1);"
@@ -742,8 +768,13 @@ REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
   echo "- Load: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, HTTP/1.1 keep-alive (WordPress: -c$WP_CONNECTIONS);"
   echo "  h2load -c$CONNECTIONS -m10 -t2 -D$DURATION over h2c for ${H2_CASES// /, } against nginx."
   echo "  $([ "$WARMUP" = 0 ] && echo "One request per server before a case" || echo "One request and a ${WARMUP} s wrk warm-up per server before a case")."
-  echo "- Workers: $WORKERS PHP workers on every side. tokio_php: PHP_WORKERS=$WORKERS threads,"
-  echo "  PROCESSES=1 (the default: a supervisor and one serving process), QUEUE_CAPACITY=$QUEUE."
+  if [ "$PHP_THREADS" = ZTS ]; then
+    echo "- Workers: $WORKERS PHP workers on every side. tokio_php: PHP_WORKERS=$WORKERS threads,"
+    echo "  PROCESSES=1 (the default: a supervisor and one serving process), QUEUE_CAPACITY=$QUEUE."
+  else
+    echo "- Workers: $WORKERS PHP workers on every side. tokio_php (NTS PHP): PROCESSES=$WORKERS serving"
+    echo "  processes of one PHP worker each, QUEUE_CAPACITY=$QUEUE."
+  fi
   echo "  php-fpm: pm=static, pm.max_children=$WORKERS, behind nginx (worker_processes auto, FastCGI"
   echo "  over a Unix socket, fastcgi_keep_conn on). Apache: prefork, StartServers = ServerLimit ="
   echo "  MaxRequestWorkers = $WORKERS, KeepAlive On, MaxKeepAliveRequests $APACHE_KEEPALIVE_REQUESTS, KeepAliveTimeout 5, EnableSendfile On."
