@@ -29,9 +29,13 @@ pub(crate) const SLOTS_PER_PROCESS: usize = 128;
 pub(crate) const TEXT_BYTES: usize = 480;
 
 const HEADER_WORDS: usize = 3;
-const PROCESS_WORDS: usize = 4 + Counter::ALL.len();
-/// Word of a process record that counts its open connections.
+// The words of a process record.
+const PID: usize = 0;
+const BUSY: usize = 1;
+const READY: usize = 2;
 const OPEN_CONNECTIONS: usize = 3;
+const COUNTERS: usize = 4;
+const PROCESS_WORDS: usize = COUNTERS + Counter::ALL.len();
 const TEXT_WORDS: usize = TEXT_BYTES / 8;
 const SLOT_WORDS: usize = 3 + TEXT_WORDS;
 
@@ -75,7 +79,7 @@ impl Counter {
     ];
 
     fn word(self) -> usize {
-        4 + self as usize
+        COUNTERS + self as usize
     }
 }
 
@@ -117,23 +121,26 @@ pub(crate) fn enter_process(index: usize) {
         for slot in 0..SLOTS_PER_PROCESS {
             board.clear_slot(index, slot);
         }
-        board.words[board.process_base(index) + 1].store(0, Ordering::Relaxed);
+        board.words[board.process_base(index) + BUSY].store(0, Ordering::Relaxed);
         board.words[board.process_base(index) + OPEN_CONNECTIONS].store(0, Ordering::Relaxed);
-        board.words[board.process_base(index) + 2].store(0, Ordering::Release);
+        board.words[board.process_base(index) + READY].store(0, Ordering::Release);
     }
 }
 
 /// In a serving process: PHP and the router are up, it accepts connections.
 pub(crate) fn mark_ready() {
-    if let (Some(board), Some(process)) = (board(), this_process()) {
-        board.words[board.process_base(process) + 2].store(1, Ordering::Release);
-    }
+    set_accepting(true);
 }
 
 /// In a serving process: it no longer accepts connections (it drains).
 pub(crate) fn mark_not_accepting() {
+    set_accepting(false);
+}
+
+fn set_accepting(accepting: bool) {
     if let (Some(board), Some(process)) = (board(), this_process()) {
-        board.words[board.process_base(process) + 2].store(0, Ordering::Release);
+        board.words[board.process_base(process) + READY]
+            .store(u64::from(accepting), Ordering::Release);
     }
 }
 
@@ -186,7 +193,7 @@ pub(crate) fn job_started(what: &str) {
         return;
     };
     board.write_slot(process, slot, now_ms().max(1), what);
-    board.words[board.process_base(process) + 1].fetch_add(1, Ordering::Relaxed);
+    board.words[board.process_base(process) + BUSY].fetch_add(1, Ordering::Relaxed);
 }
 
 /// The calling worker thread's request has ended.
@@ -198,7 +205,7 @@ pub(crate) fn job_ended() {
         return;
     };
     board.clear_slot(process, slot);
-    let busy = &board.words[board.process_base(process) + 1];
+    let busy = &board.words[board.process_base(process) + BUSY];
     let _ = busy.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
@@ -241,22 +248,22 @@ impl Scoreboard {
 
     /// Records `pid` as process number `process`.
     pub(crate) fn set_pid(&self, process: usize, pid: i32) {
-        self.words[self.process_base(process)].store(pid as u64, Ordering::Relaxed);
+        self.words[self.process_base(process) + PID].store(pid as u64, Ordering::Relaxed);
     }
 
     /// The pid of process number `process` (0 while it is not running).
     pub(crate) fn pid(&self, process: usize) -> i32 {
-        self.words[self.process_base(process)].load(Ordering::Relaxed) as i32
+        self.words[self.process_base(process) + PID].load(Ordering::Relaxed) as i32
     }
 
     /// Whether process number `process` has started and accepts connections.
     pub(crate) fn ready(&self, process: usize) -> bool {
-        self.words[self.process_base(process) + 2].load(Ordering::Acquire) == 1
+        self.words[self.process_base(process) + READY].load(Ordering::Acquire) == 1
     }
 
     /// Workers of process number `process` running a request now.
     pub(crate) fn busy(&self, process: usize) -> u64 {
-        self.words[self.process_base(process) + 1].load(Ordering::Relaxed)
+        self.words[self.process_base(process) + BUSY].load(Ordering::Relaxed)
     }
 
     /// `counter` summed over every serving process.
@@ -432,7 +439,7 @@ mod tests {
                 .store(open, Ordering::Relaxed);
         };
         let set_ready = |process: usize, ready: u64| {
-            board.words[board.process_base(process) + 2].store(ready, Ordering::Relaxed);
+            board.words[board.process_base(process) + READY].store(ready, Ordering::Relaxed);
         };
         for process in 0..3 {
             board.set_pid(process, 100 + process as i32);

@@ -205,18 +205,14 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let open = OpenConnection::opened();
-            let connection = connection::run(
+            tokio::spawn(connection::run(
                 Arc::clone(&shared),
                 stream,
                 remote,
                 drain_rx.clone(),
                 permit,
-            );
-            tokio::spawn(async move {
-                connection.await;
-                drop(open);
-            });
+                OpenConnection::opened(),
+            ));
         }
         drop(listener);
         if self.balance_accepts {

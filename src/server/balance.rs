@@ -23,7 +23,7 @@ use crate::ffi::process;
 use crate::scoreboard;
 
 /// How long a busier process leaves a pending connection to the less loaded ones.
-pub(crate) const DEFER: Duration = Duration::from_millis(2);
+const DEFER: Duration = Duration::from_millis(2);
 
 /// A listening socket that accepts either at once or, between serving processes, by
 /// load.

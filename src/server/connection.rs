@@ -45,6 +45,7 @@ use crate::context::{ConnectionInfo, ConnectionShare};
 use crate::early_hints::{EarlyHints, SharedIo};
 use crate::error_response::error_response;
 use crate::log_throttle::Throttle;
+use crate::scoreboard::OpenConnection;
 use crate::sendfile::SendfileStream;
 
 use super::rewind::Rewind;
@@ -85,14 +86,16 @@ pub(super) struct Shared {
 }
 
 /// Serves one accepted connection until it ends, is closed by the watchdog, or drains.
-/// `_permit` is the connection's place under the connection limit; `_drain` keeps the
-/// listener's drain waiting until this connection is gone.
+/// `_permit` is the connection's place under the connection limit, `_open` its count on
+/// the scoreboard; `_drain` keeps the listener's drain waiting until this connection is
+/// gone.
 pub(super) async fn run(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
     drain: watch::Receiver<bool>,
     _permit: Option<OwnedSemaphorePermit>,
+    _open: OpenConnection,
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
