@@ -10,7 +10,7 @@
 #   CASES="hello framework" bench/run.sh    a subset (hello json static big framework wordpress app)
 #   WORKERS=4 bench/run.sh          PHP workers on every side (default: one per core)
 #   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
-#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo/bin/php-config REPORT_NAME=2026-12-02-pgo bench/run.sh
+#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo2/bin/php-config REPORT_NAME=2026-12-02-pgo bench/run.sh
 #                                   tokio_php with another PHP build (here the PHP_PGO=1 one)
 #   PHP_CONFIG=/usr/bin/php-config8.2 REPORT_NAME=2026-12-02-nts bench/run.sh
 #                                   Debian's non-thread-safe PHP: PROCESSES=WORKERS, one worker each
@@ -387,22 +387,14 @@ record() {
 # --- WordPress: MariaDB and the site, once ------------------------------------------------
 if has_case wordpress; then
   say "MariaDB on 127.0.0.1:$PORT_DB, data in $WORK/db"
-  DB_USER_ARGS=()
-  [ "$(id -u)" = 0 ] && DB_USER_ARGS=(--user=root)
-  mariadb-install-db --no-defaults --datadir="$WORK/db" --auth-root-authentication-method=normal \
-    --skip-test-db "${DB_USER_ARGS[@]}" >"$WORK/db-install.log" 2>&1 \
-    || die "mariadb-install-db failed: $(tail -3 "$WORK/db-install.log")"
-  mariadbd --no-defaults --datadir="$WORK/db" --socket="$WORK/db.sock" --port="$PORT_DB" \
-    --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$WORK/db.pid" \
-    --log-error="$WORK/db.log" --innodb-buffer-pool-size=64M "${DB_USER_ARGS[@]}" >/dev/null 2>&1 &
+  scripts/wordpress/mariadbd.sh "$WORK/db" "$PORT_DB" &
   DB_PID=$!; PIDS+=("$DB_PID")
-  for _ in $(seq 1 300); do [ -S "$WORK/db.sock" ] && break; sleep 0.1; done
-  [ -S "$WORK/db.sock" ] || die "mariadbd did not start: $(tail -3 "$WORK/db.log")"
-  php8.2 -r '
-    $db = new mysqli("localhost", "root", "", "", 0, $argv[1]);
-    $db->query("CREATE DATABASE wordpress");
-    $db->query("CREATE USER wordpress@127.0.0.1 IDENTIFIED BY \"bench\"");
-    $db->query("GRANT ALL ON wordpress.* TO wordpress@127.0.0.1");' "$WORK/db.sock"
+  for _ in $(seq 1 300); do
+    [ -S "$WORK/db/mysqld.sock" ] && break
+    ours "$DB_PID" || break
+    sleep 0.1
+  done
+  [ -S "$WORK/db/mysqld.sock" ] || die "mariadbd did not start: $(tail -3 "$WORK/db/mysqld.log" 2>/dev/null)"
 
   # Debian's /usr/share/wordpress/wp-config.php reads /etc/wordpress/config-<host>.php for
   # the request's Host: a name of this run's own, removed on exit. WP_HOME follows the Host
@@ -414,7 +406,7 @@ if has_case wordpress; then
 // bench/run.sh, removed when the run ends
 define('DB_NAME', 'wordpress');
 define('DB_USER', 'wordpress');
-define('DB_PASSWORD', 'bench');
+define('DB_PASSWORD', 'wordpress');
 define('DB_HOST', '127.0.0.1:$PORT_DB');
 define('WP_HOME', 'http://' . \$_SERVER['HTTP_HOST']);
 define('WP_SITEURL', 'http://' . \$_SERVER['HTTP_HOST']);
@@ -423,23 +415,7 @@ define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_HTTP_BLOCK_EXTERNAL', true);
 PHP
   $SUDO chmod 644 "$WP_CONFIG"
-  cat > "$WORK/wp-install.php" <<'PHP'
-<?php
-// The install that wp-admin/install.php does, from the command line; then a few posts.
-$_SERVER['HTTP_HOST'] = $argv[1];
-$_SERVER['REQUEST_URI'] = '/';
-define('WP_INSTALLING', true);
-require '/usr/share/wordpress/wp-load.php';
-function wp_new_blog_notification() {} // no mail
-require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-wp_install('tokio_php bench', 'admin', 'admin@example.invalid', true, '', wp_generate_password(24));
-for ($i = 1; $i <= 5; $i++) {
-    $body = str_repeat("<!-- wp:paragraph --><p>Post $i: a paragraph with <em>markup</em> &amp; entities.</p><!-- /wp:paragraph -->\n", 8);
-    wp_insert_post(['post_title' => "Post $i", 'post_content' => $body, 'post_status' => 'publish']);
-}
-echo get_option('template'), ', ', wp_count_posts()->publish, " posts\n";
-PHP
-  wp_site=$(php8.2 "$WORK/wp-install.php" "$WP_HOST" 2>"$WORK/wp-install.log") \
+  wp_site=$(php8.2 scripts/wordpress/install.php /usr/share/wordpress "$WP_HOST" 2>"$WORK/wp-install.log") \
     || die "the WordPress install failed: $(tail -3 "$WORK/wp-install.log")"
   say "WordPress at Host $WP_HOST: theme $wp_site"
 fi

@@ -22,7 +22,7 @@
 # How it is compiled: -O2 -fno-semantic-interposition with -Wl,-Bsymbolic-functions (PHP_CFLAGS
 # and PHP_LDFLAGS change them; other flags are another cached build), and with PHP_PGO=1
 # profile-guided: compiled instrumented, trained on scripts/pgo/, compiled again (a build
-# of its own, `...-pgo`; about twice the time). bench/README.md has what each gained.
+# of its own, `...-pgo2`; about twice the time). bench/README.md has what each gained.
 #
 # Progress goes to stderr; stdout carries only the php-config path, so callers can do
 #   PHP_CONFIG=$(scripts/setup-php.sh)
@@ -138,11 +138,13 @@ DEFAULT_LDFLAGS="-Wl,-Bsymbolic-functions"
 PHP_CFLAGS=${PHP_CFLAGS:-$DEFAULT_CFLAGS}
 PHP_LDFLAGS=${PHP_LDFLAGS-$DEFAULT_LDFLAGS}
 # PHP_PGO=1: profile-guided optimisation (php-src's prof-gen / prof-use). PHP is compiled
-# instrumented, serves a training workload (scripts/pgo/train.php: a framework-style app,
-# hello.php, json, php-src's Zend/bench.php), and is compiled again with that profile:
-# about twice the build time, opt-in; the container image uses it (gain: bench/README.md).
+# instrumented, serves a training workload (scripts/pgo/train.sh: a framework-style app,
+# hello.php, json, WordPress on a MariaDB of its own, php-src's Zend/bench.php), and is
+# compiled again with that profile: about twice the build time, opt-in; the container image
+# uses it (gain: bench/README.md). PGO_REV names the training: bumped when it changes.
 PHP_PGO=${PHP_PGO:-0}
 case $PHP_PGO in 0 | 1) ;; *) die "PHP_PGO=$PHP_PGO: use 1 (profile-guided build) or 0" ;; esac
+PGO_REV=pgo2
 if [ -n "${PHP_TARBALL:-}" ]; then
   base=$(basename "$PHP_TARBALL")
   base=${base%.tar.*}
@@ -158,7 +160,7 @@ fi
 if [ "$PHP_CFLAGS" != "$DEFAULT_CFLAGS" ] || [ "$PHP_LDFLAGS" != "$DEFAULT_LDFLAGS" ]; then
   PREFIX="$PREFIX-flags-$(printf '%s|%s' "$PHP_CFLAGS" "$PHP_LDFLAGS" | sha256sum | cut -c1-10)"
 fi
-if [ "$PHP_PGO" = 1 ]; then PREFIX="$PREFIX-pgo"; fi
+if [ "$PHP_PGO" = 1 ]; then PREFIX="$PREFIX-$PGO_REV"; fi
 
 if [ -x "$PREFIX/bin/php-config" ] && [ -f "$PREFIX/.complete" ]; then
   say "using cached ZTS PHP at $PREFIX"
@@ -175,6 +177,8 @@ packages_of() { catalogue | awk -v n="$1" '$1 == n && $4 != "-" { gsub(",", " ",
 for name in $selected; do
   for p in $(packages_of "$name"); do BUILD_DEPS+=("$p"); done
 done
+# The PGO training's WordPress runs on a MariaDB of its own (the package has no service).
+if [ "$PHP_PGO" = 1 ]; then BUILD_DEPS+=(mariadb-server-core); fi
 
 missing=()
 for p in "${BUILD_DEPS[@]}"; do
@@ -322,9 +326,10 @@ compile_php() {
 if [ "$PHP_PGO" = 1 ]; then
   say "PGO 1/3: compiling instrumented (-fprofile-generate) with $jobs jobs (about 6-8 minutes on 2 cores)"
   compile_php -fprofile-generate make-prof-gen.log
-  say "PGO 2/3: training (scripts/pgo/train.php)"
+  say "PGO 2/3: training (scripts/pgo/train.sh: the framework app, WordPress, Zend/bench.php)"
   "$HERE/pgo/train.sh" "$SRC" "$WORK/pgo" >"$WORK/pgo-train.log" 2>&1 ||
     { tail -n 20 "$WORK/pgo-train.log" >&2; die "the PGO training run failed (log above)"; }
+  grep '^train' "$WORK/pgo-train.log" | while read -r line; do say "  $line"; done || true
   # The profiles libphp.so is compiled with: those of its position-independent objects
   # (in .libs/), which the CLI shares only when each file is compiled once (above).
   profiles=$(find . -path '*/.libs/*.gcda' | wc -l)
