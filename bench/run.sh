@@ -10,7 +10,7 @@
 #   CASES="hello framework" bench/run.sh    a subset (hello json static big framework wordpress app)
 #   WORKERS=4 bench/run.sh          PHP workers on every side (default: one per core)
 #   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
-#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo2/bin/php-config REPORT_NAME=2026-12-02-pgo bench/run.sh
+#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r6-pgo2/bin/php-config REPORT_NAME=2026-12-03-pgo2 bench/run.sh
 #                                   tokio_php with another PHP build (here the PHP_PGO=1 one)
 #   PHP_CONFIG=/usr/bin/php-config8.2 REPORT_NAME=2026-12-02-nts bench/run.sh
 #                                   Debian's non-thread-safe PHP: PROCESSES=WORKERS, one worker each
@@ -389,31 +389,15 @@ if has_case wordpress; then
   say "MariaDB on 127.0.0.1:$PORT_DB, data in $WORK/db"
   scripts/wordpress/mariadbd.sh "$WORK/db" "$PORT_DB" &
   DB_PID=$!; PIDS+=("$DB_PID")
-  for _ in $(seq 1 300); do
-    [ -S "$WORK/db/mysqld.sock" ] && break
-    ours "$DB_PID" || break
-    sleep 0.1
-  done
-  [ -S "$WORK/db/mysqld.sock" ] || die "mariadbd did not start: $(tail -3 "$WORK/db/mysqld.log" 2>/dev/null)"
+  scripts/wordpress/mariadb-ready.sh "$WORK/db" "$DB_PID" || die "MariaDB for the wordpress case (above)"
 
   # Debian's /usr/share/wordpress/wp-config.php reads /etc/wordpress/config-<host>.php for
   # the request's Host: a name of this run's own, removed on exit. WP_HOME follows the Host
   # so that each server's port serves the same site without a redirect.
   WP_HOST=tokio-php-bench-$$-$RANDOM.test
   WP_CONFIG=/etc/wordpress/config-$WP_HOST.php
-  $SUDO tee "$WP_CONFIG" >/dev/null <<PHP
-<?php
-// bench/run.sh, removed when the run ends
-define('DB_NAME', 'wordpress');
-define('DB_USER', 'wordpress');
-define('DB_PASSWORD', 'wordpress');
-define('DB_HOST', '127.0.0.1:$PORT_DB');
-define('WP_HOME', 'http://' . \$_SERVER['HTTP_HOST']);
-define('WP_SITEURL', 'http://' . \$_SERVER['HTTP_HOST']);
-define('DISABLE_WP_CRON', true);
-define('AUTOMATIC_UPDATER_DISABLED', true);
-define('WP_HTTP_BLOCK_EXTERNAL', true);
-PHP
+  { printf '<?php\n// bench/run.sh, removed when the run ends\n'; scripts/wordpress/config.sh "127.0.0.1:$PORT_DB"; } |
+    $SUDO tee "$WP_CONFIG" >/dev/null
   $SUDO chmod 644 "$WP_CONFIG"
   wp_site=$(php8.2 scripts/wordpress/install.php /usr/share/wordpress "$WP_HOST" 2>"$WORK/wp-install.log") \
     || die "the WordPress install failed: $(tail -3 "$WORK/wp-install.log")"

@@ -7,7 +7,7 @@
 //
 // WORDPRESS_DIR/wp-load.php must find its configuration for HOST (Debian's wp-config.php
 // reads /etc/wordpress/config-HOST.php) and the database it names
-// (scripts/wordpress/mariadb-start.sh). Prints the theme and the number of posts.
+// (scripts/wordpress/mariadbd.sh). Prints the theme and the number of posts.
 
 if ($argc !== 3 || !is_file("$argv[1]/wp-load.php")) {
     fwrite(STDERR, "usage: php install.php WORDPRESS_DIR HOST (WORDPRESS_DIR/wp-load.php must exist)\n");
