@@ -39,7 +39,9 @@ QUEUE=${TOKIO_QUEUE:-2048}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-$(full_or_smoke 10000 500)}
 
 say() { printf '[bench] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# A run that stops keeps its work directory (logs, configurations) for a look.
+KEEP_WORK=0
+die() { say "error: $*"; KEEP_WORK=1; exit 1; }
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
 
 for c in $CASES; do
@@ -67,9 +69,15 @@ command -v php8.2 >/dev/null || need+=(php8.2-cli)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 installed php8.2-opcache || need+=(php8.2-opcache)
+# The extensions of tokio_php's default build (scripts/setup-php.sh) for php-fpm and mod_php
+# too, so that every side loads the same set (the framework case needs mbstring).
+for ext in bcmath bz2 curl gd gmp intl ldap mbstring mysql pgsql soap sqlite3 xml zip; do
+  installed "php8.2-$ext" || need+=("php8.2-$ext")
+done
 if has_case wordpress; then
   installed wordpress || need+=(wordpress)
-  installed php8.2-mysql || need+=(php8.2-mysql)
+  # A Recommends of wordpress: without it (--no-install-recommends) the front page is empty.
+  installed wordpress-theme-twentytwentythree || need+=(wordpress-theme-twentytwentythree)
   command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || need+=(mariadb-server-core)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
@@ -124,7 +132,7 @@ cleanup() {
     if ours "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
   done
   if [ -n "$WP_CONFIG" ]; then $SUDO rm -f "$WP_CONFIG"; fi
-  rm -rf "$WORK"
+  if [ "$KEEP_WORK" = 1 ]; then say "kept $WORK (remove it when done)"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -287,49 +295,24 @@ chmod -R a+rX "$WORK/php"
 # --- measuring ---------------------------------------------------------------------------
 # peak_rss LOAD_PID PID... prints the largest RSS (MiB) of the servers' processes and their
 # descendants (threads share theirs) seen every 250 ms while the load generator LOAD_PID
-# runs: one Python process reading /proc, so that sampling costs every server the same
-# little CPU, however many processes it has.
-peak_rss() {
-  python3 - "$@" <<'PY'
-import os, sys, time
-load, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-def tree(pid):
-    pids = [pid]
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                for child in f.read().split():
-                    pids += tree(int(child))
-    except OSError:
-        pass
-    return pids
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-def running(pid):  # a zombie has finished too
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-peak = 0
-while running(load):
-    peak = max(peak, sum(rss_kib(p) for root in roots for p in tree(root)))
-    time.sleep(0.25)
-print(peak // 1024)
-PY
+# runs (bench/procs.py).
+peak_rss() { python3 bench/procs.py peak-rss "$@"; }
+
+# settle PID... waits (at most 10 s) until the processes and their descendants are idle:
+# under 2 clock ticks (20 ms of CPU) in half a second (bench/procs.py). When a load stops,
+# php-fpm and Apache go on serving the requests already queued (nginx's FastCGI backlog,
+# Apache's accept queue: for WordPress half a second of both cores); measured at once, the
+# next server would share its first second with that work.
+settle() {
+  python3 bench/procs.py settle "$@" || say "the servers did not go idle within 10 s; measuring anyway"
 }
 
 # measure_wrk URL CONNECTIONS HOST PID... prints "rps p50_ms p99_ms errors peak_rss_mib".
+# Every server (PIDS) is idle first (settle).
 measure_wrk() {
   local url=$1 conns=$2 host=$3 out=$WORK/wrk.out
   shift 3
+  settle "${PIDS[@]}"
   local args=(-t2 -c"$conns" -d"${DURATION}s" --timeout 10s --latency)
   [ -n "$host" ] && args+=(-H "Host: $host")
   wrk "${args[@]}" "$url" >"$out" 2>&1 &
@@ -348,6 +331,7 @@ measure_wrk() {
 measure_h2() {
   local url=$1 out=$WORK/h2.out
   shift
+  settle "${PIDS[@]}"
   h2load -c "$CONNECTIONS" -m 10 -t 2 -D "$DURATION" "$url" >"$out" 2>&1 &
   local load=$! peak rps mean errors
   peak=$(peak_rss "$load" "$@")
@@ -633,6 +617,11 @@ check_case() {
     code=$(curl -sS -o "$WORK/body.$server" -w '%{http_code}' ${HOST_HEADER:+-H "Host: $HOST_HEADER"} "$URL") || code=000
     [ "$code" = 200 ] || die "$case: $(label_of "$server") answered $code to $URL (see the logs in $WORK)"
     [ "$case" = wordpress ] && sed -i "s/$WP_HOST:[0-9]*/$WP_HOST/g" "$WORK/body.$server"
+    # Equal bodies prove nothing if they are all empty (WordPress without its theme answers
+    # 200 with nothing): the HTML cases must be whole documents.
+    if [[ " framework wordpress " == *" $case "* ]] && ! grep -q '</html>' "$WORK/body.$server"; then
+      die "$case: $(label_of "$server") answered 200 with $(wc -c <"$WORK/body.$server") B and no </html> to $URL: not the page this case measures (see the logs in $WORK)"
+    fi
     sizes+="$(label_of "$server") $(wc -c <"$WORK/body.$server") B, "
     if [ -z "$first" ]; then
       first=$server
@@ -728,6 +717,8 @@ REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
   echo "- Load: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, HTTP/1.1 keep-alive (WordPress: -c$WP_CONNECTIONS);"
   echo "  h2load -c$CONNECTIONS -m10 -t2 -D$DURATION over h2c for ${H2_CASES// /, } against nginx."
   echo "  $([ "$WARMUP" = 0 ] && echo "One request per server before a case" || echo "One request and a ${WARMUP} s wrk warm-up per server before a case")."
+  echo "  Before every measurement all servers are idle (under 20 ms of CPU in 0.5 s, waited for"
+  echo "  at most 10 s): php-fpm and Apache go on serving what was queued when the load stopped."
   if [ "$PHP_THREADS" = ZTS ]; then
     echo "- Workers: $WORKERS PHP workers on every side. tokio_php: PHP_WORKERS=$WORKERS threads,"
     echo "  PROCESSES=1 (the default: a supervisor and one serving process), QUEUE_CAPACITY=$QUEUE."

@@ -24,4 +24,11 @@ for ($i = 1; $i <= 5; $i++) {
     $body = str_repeat("<!-- wp:paragraph --><p>Post $i: a paragraph with <em>markup</em> &amp; entities.</p><!-- /wp:paragraph -->\n", 8);
     wp_insert_post(['post_title' => "Post $i", 'post_content' => $body, 'post_status' => 'publish']);
 }
-echo get_option('template'), ', ', wp_count_posts()->publish, " posts\n";
+$theme = wp_get_theme();
+if (!$theme->exists()) {
+    // WordPress then answers every page with 200 and an empty body.
+    fwrite(STDERR, "install.php: the site's theme '{$theme->get_stylesheet()}' is not in " . get_theme_root()
+        . "; install it (Debian: apt-get install wordpress-theme-{$theme->get_stylesheet()})\n");
+    exit(1);
+}
+echo $theme->get_stylesheet(), ', ', wp_count_posts()->publish, " posts\n";
