@@ -11,7 +11,8 @@
 //!   array,math,general_functions}`, `ext/{session,json,pcre,date,mbstring}/tests`;
 //! - `filesystem`: `ext/standard/tests/{file,dir}`: stat(), paths, the working directory,
 //!   which thread-safe PHP resolves in user space (its virtual working directory) and
-//!   `scripts/php-patches/zts-stat-absolute-path.patch` changes.
+//!   `scripts/php-patches/zts-stat-absolute-path.patch` and `zts-access-absolute-path.patch`
+//!   change.
 //!
 //! Each run is compared with `tests/phpt/expected/tokio_php/SELECTION.txt`. It fails when a
 //! test killed the server, when a test that passed there no longer passes, and when a test
