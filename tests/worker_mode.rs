@@ -313,13 +313,36 @@ async fn a_script_that_cannot_boot_is_retried_with_a_back_off() {
 #[tokio::test]
 async fn watch_restarts_the_scripts_when_a_php_file_changes() {
     let dir = tempfile::tempdir().unwrap();
+    restarts_on_change(dir.path(), || {
+        std::fs::write(dir.path().join("lib.php"), "<?php // new file\n").unwrap();
+    })
+    .await;
+}
+
+/// Debian's packages link directories into their document roots (WordPress's wp-content,
+/// MediaWiki's extensions): a change behind the link counts.
+#[tokio::test]
+async fn watch_follows_symbolic_links_in_the_document_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("plugin.php"), "<?php // v1\n").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("wp-content")).unwrap();
+    restarts_on_change(dir.path(), || {
+        std::fs::write(elsewhere.path().join("plugin.php"), "<?php // version 2\n").unwrap();
+    })
+    .await;
+}
+
+/// Serves the worker fixture from `root` with WATCH=1, runs `change`, and expects the
+/// script to be restarted (a new boot id).
+async fn restarts_on_change(root: &std::path::Path, change: impl FnOnce()) {
     std::fs::copy(
         common::fixtures().join("worker/app.php"),
-        dir.path().join("app.php"),
+        root.join("app.php"),
     )
     .unwrap();
     let server = TestServer::start_with_root(
-        dir.path(),
+        root,
         &[
             ("WORKER_SCRIPT", "app.php"),
             ("WORKER_COUNT", "1"),
@@ -327,7 +350,7 @@ async fn watch_restarts_the_scripts_when_a_php_file_changes() {
         ],
     );
     let first = get(&server, "/").await;
-    std::fs::write(dir.path().join("lib.php"), "<?php // new file\n").unwrap();
+    change();
     assert!(server.wait_for_log(
         "PHP files changed (WATCH); restarting the worker script",
         Duration::from_secs(10)

@@ -490,13 +490,25 @@ fn watch_loop(shared: &Shared, roots: &[PathBuf], first: u64, stopping: &AtomicB
 }
 
 /// A digest of every `.php` file's path, size and modification time under `roots`
-/// (hidden directories and `vendor/` skipped, at most 20 000 files).
+/// (hidden directories and `vendor/` skipped, at most 20 000 files). Symbolic links are
+/// followed, as PHP follows them when it includes a file (Debian's WordPress and MediaWiki
+/// link their `wp-content/` and extensions in): a linked file counts with its target's size
+/// and time, a linked directory is walked once however many links lead to it.
 fn fingerprint(roots: &[PathBuf]) -> u64 {
     use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut stack: Vec<PathBuf> = roots.to_vec();
+    // (device, inode) of every directory walked: a link back up the tree is not a loop.
+    let mut walked = std::collections::HashSet::new();
     let mut files = 0usize;
     while let Some(dir) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if !walked.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -508,17 +520,22 @@ fn fingerprint(roots: &[PathBuf]) -> u64 {
             if name.starts_with('.') {
                 continue;
             }
-            let Ok(kind) = entry.file_type() else {
+            let path = entry.path();
+            // The target's metadata for a link (None when it dangles), the entry's own
+            // otherwise.
+            let meta = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => std::fs::metadata(&path).ok(),
+                Ok(_) => entry.metadata().ok(),
+                Err(_) => None,
+            };
+            let Some(meta) = meta else {
                 continue;
             };
-            let path = entry.path();
-            if kind.is_dir() {
+            if meta.is_dir() {
                 if name != "vendor" && name != "node_modules" {
                     stack.push(path);
                 }
-            } else if name.ends_with(".php")
-                && let Ok(meta) = entry.metadata()
-            {
+            } else if name.ends_with(".php") {
                 files += 1;
                 if files > 20_000 {
                     return hasher.finish();
@@ -562,5 +579,43 @@ mod tests {
         assert_eq!(fingerprint(&roots), first, "only PHP files count");
         std::fs::write(dir.path().join("a.php"), "<?php 22;").unwrap();
         assert_ne!(fingerprint(&roots), first);
+    }
+
+    #[test]
+    fn files_behind_symbolic_links_count() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(elsewhere.path().join("plugins")).unwrap();
+        std::fs::write(elsewhere.path().join("plugins/p.php"), "<?php 1;").unwrap();
+        std::fs::write(elsewhere.path().join("config.php"), "<?php 1;").unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("plugins"),
+            root.path().join("plugins"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("config.php"),
+            root.path().join("config.php"),
+        )
+        .unwrap();
+        // A link back up the tree and a dangling one: walked once, skipped.
+        std::os::unix::fs::symlink(root.path(), root.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("gone"), root.path().join("gone.php")).unwrap();
+        let roots = vec![root.path().to_path_buf()];
+        let first = fingerprint(&roots);
+        assert_eq!(
+            fingerprint(&roots),
+            first,
+            "the same tree gives the same digest"
+        );
+        std::fs::write(elsewhere.path().join("plugins/p.php"), "<?php 22;").unwrap();
+        let second = fingerprint(&roots);
+        assert_ne!(second, first, "a change inside a linked directory counts");
+        std::fs::write(elsewhere.path().join("config.php"), "<?php 333;").unwrap();
+        assert_ne!(
+            fingerprint(&roots),
+            second,
+            "a change to a linked file's target counts"
+        );
     }
 }
