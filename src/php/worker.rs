@@ -520,22 +520,27 @@ fn fingerprint(roots: &[PathBuf]) -> u64 {
             if name.starts_with('.') {
                 continue;
             }
-            let path = entry.path();
-            // The target's metadata for a link (None when it dangles), the entry's own
-            // otherwise.
-            let meta = match entry.file_type() {
-                Ok(kind) if kind.is_symlink() => std::fs::metadata(&path).ok(),
-                Ok(_) => entry.metadata().ok(),
-                Err(_) => None,
-            };
-            let Some(meta) = meta else {
+            let Ok(mut kind) = entry.file_type() else {
                 continue;
             };
-            if meta.is_dir() {
+            let path = entry.path();
+            // A link stands for its target (a dangling one for nothing); other entries are
+            // known from the directory listing, and only PHP files are stat'ed.
+            let mut target = None;
+            if kind.is_symlink() {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                kind = meta.file_type();
+                target = Some(meta);
+            }
+            if kind.is_dir() {
                 if name != "vendor" && name != "node_modules" {
                     stack.push(path);
                 }
-            } else if name.ends_with(".php") {
+            } else if name.ends_with(".php")
+                && let Some(meta) = target.or_else(|| entry.metadata().ok())
+            {
                 files += 1;
                 if files > 20_000 {
                     return hasher.finish();
