@@ -10,7 +10,7 @@
 #   CASES="hello framework" bench/run.sh    a subset (hello json static big framework wordpress app)
 #   WORKERS=4 bench/run.sh          PHP workers on every side (default: one per core)
 #   JIT=tracing bench/run.sh        OPcache's JIT on every side (default: off)
-#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r7-pgo2/bin/php-config REPORT_NAME=$(date +%F)-pgo2 bench/run.sh
+#   PHP_CONFIG=~/.cache/tokio_php/php8.2-debian-zts-r8-pgo2/bin/php-config REPORT_NAME=$(date +%F)-pgo2 bench/run.sh
 #                                   tokio_php with another PHP build (here the PHP_PGO=1 one)
 #   PHP_CONFIG=/usr/bin/php-config8.2 REPORT_NAME=2026-12-02-nts bench/run.sh
 #                                   Debian's non-thread-safe PHP: PROCESSES=WORKERS, one worker each
