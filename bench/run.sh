@@ -371,21 +371,10 @@ record() {
 # --- WordPress: MariaDB and the site, once ------------------------------------------------
 if has_case wordpress; then
   say "MariaDB on 127.0.0.1:$PORT_DB, data in $WORK/db"
-  scripts/wordpress/mariadbd.sh "$WORK/db" "$PORT_DB" &
-  DB_PID=$!; PIDS+=("$DB_PID")
-  scripts/wordpress/mariadb-ready.sh "$WORK/db" "$DB_PID" || die "MariaDB for the wordpress case (above)"
-
-  # Debian's /usr/share/wordpress/wp-config.php reads /etc/wordpress/config-<host>.php for
-  # the request's Host: a name of this run's own, removed on exit. WP_HOME follows the Host
-  # so that each server's port serves the same site without a redirect.
-  WP_HOST=tokio-php-bench-$$-$RANDOM.test
-  WP_CONFIG=/etc/wordpress/config-$WP_HOST.php
-  { printf '<?php\n// bench/run.sh, removed when the run ends\n'; scripts/wordpress/config.sh "127.0.0.1:$PORT_DB"; } |
-    $SUDO tee "$WP_CONFIG" >/dev/null
-  $SUDO chmod 644 "$WP_CONFIG"
-  wp_site=$(php8.2 scripts/wordpress/install.php /usr/share/wordpress "$WP_HOST" 2>"$WORK/wp-install.log") \
-    || die "the WordPress install failed: $(tail -3 "$WORK/wp-install.log")"
-  say "WordPress at Host $WP_HOST: theme $wp_site"
+  # shellcheck source=bench/wordpress-site.sh
+  . bench/wordpress-site.sh
+  wordpress_site "$WORK" "$PORT_DB" php8.2 bench
+  say "WordPress at Host $WP_HOST: theme $WP_SITE"
 fi
 
 # --- the servers, all started once -----------------------------------------------------------
