@@ -21,7 +21,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[compare] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# A run that stops keeps its work directory (logs) for a look.
+KEEP_WORK=0
+die() { say "error: $*"; KEEP_WORK=1; exit 1; }
 SMOKE=0
 [ "${1:-}" = --smoke ] && { SMOKE=1; shift; }
 [ $# = 2 ] || die "usage: bench/compare-builds.sh [--smoke] A_PHP_CONFIG B_PHP_CONFIG"
@@ -36,6 +38,8 @@ for c in $CASES; do
   case $c in framework | wordpress) ;; *) die "CASES: unknown case '$c' (known: framework wordpress)" ;; esac
 done
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 need=(wrk curl python3)
 [ "$CALLGRIND" = 1 ] && need+=(valgrind callgrind_control callgrind_annotate)
 for tool in "${need[@]}"; do command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk curl python3 valgrind)"; done
@@ -59,7 +63,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   [ -z "$WP_CONFIG" ] || $SUDO rm -f "$WP_CONFIG"
-  rm -rf "$WORK"
+  if [ "$KEEP_WORK" = 1 ]; then say "kept $WORK (remove it when done)"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -74,9 +78,7 @@ mkdir -p "$WORK/docroot"
 "$("$CONFIG_A" --php-binary)" bench/gen_framework.php "$WORK/docroot" >/dev/null
 {
   [ -f /etc/php/8.2/fpm/php.ini ] && cat /etc/php/8.2/fpm/php.ini
-  printf '%s\n' opcache.enable=1 opcache.validate_timestamps=0 opcache.memory_consumption=128 \
-    opcache.interned_strings_buffer=16 opcache.max_accelerated_files=20000 opcache.jit=disable \
-    opcache.jit_buffer_size=0
+  opcache_ini off
 } >"$WORK/php.ini"
 chmod -R a+rX "$WORK"
 
@@ -96,24 +98,25 @@ first_page() {
 WP_HOST=
 if has_case wordpress; then
   PORT_DB=$(free_port)
-  # shellcheck source=bench/wordpress-site.sh
-  . bench/wordpress-site.sh
   wordpress_site "$WORK" "$PORT_DB" "$("$CONFIG_A" --php-binary)" compare
 fi
+
+# A case's document root, path, and Host header at a port.
+root_of() { if [ "$1" = wordpress ]; then echo /usr/share/wordpress; else echo "$WORK/docroot"; fi; }
+url_of() { if [ "$1" = wordpress ]; then echo /; else echo '/fw.php?route=/catalogue20/3'; fi; }
+host_at() { if [ "$1" = wordpress ]; then echo "$WP_HOST:$2"; else echo "127.0.0.1:$2"; fi; }
 
 # start SIDE CASE: that build's tokio_php for the case, as bench/run.sh starts it (PORT_OF).
 declare -A PORT_OF
 start() {
-  local side=$1 case=$2 port root=$WORK/docroot
+  local side=$1 case=$2 port
   port=$(free_port)
-  [ "$case" = wordpress ] && root=/usr/share/wordpress
   env LISTEN_ADDR=127.0.0.1:$port PROCESSES=1 PHP_WORKERS=$WORKERS QUEUE_CAPACITY=2048 \
-    PHP_INI=$WORK/php.ini LOG_LEVEL=warn DOCUMENT_ROOT=$root "$WORK/tokio-$side" >"$WORK/$side-$case.log" 2>&1 &
+    PHP_INI=$WORK/php.ini LOG_LEVEL=warn DOCUMENT_ROOT="$(root_of "$case")" "$WORK/tokio-$side" >"$WORK/$side-$case.log" 2>&1 &
   PIDS+=($!)
   PORT_OF[$side-$case]=$port
 }
-url_of() { if [ "$1" = wordpress ]; then echo /; else echo '/fw.php?route=/catalogue20/3'; fi; }
-host_of() { if [ "$2" = wordpress ]; then echo "$WP_HOST:${PORT_OF[$1-$2]}"; else echo "127.0.0.1:${PORT_OF[$1-$2]}"; fi; }
+host_of() { host_at "$2" "${PORT_OF[$1-$2]}"; }
 for case in $CASES; do for side in A B; do start "$side" "$case"; done; done
 for case in $CASES; do
   for side in A B; do
@@ -134,14 +137,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for side in $order; do
       conns=50 duration=$FW_DURATION
       [ "$case" = wordpress ] && conns=16 duration=$WP_DURATION
-      python3 bench/procs.py settle "${PIDS[@]}" || say "the servers did not go idle within 10 s; measuring anyway"
+      settle "${PIDS[@]}"
       timeout $((duration + 20)) wrk -t2 -c"$conns" -d"${duration}s" --timeout 10s --latency \
         -H "Host: $(host_of "$side" "$case")" "http://127.0.0.1:${PORT_OF[$side-$case]}$(url_of "$case")" >"$WORK/wrk.out" ||
         die "wrk against $side ($case) failed: $(tail -2 "$WORK/wrk.out")"
       grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out" && say "note: errors in round $round, $side ($case): $(grep 'Non-2xx\|Socket errors' "$WORK/wrk.out")"
-      awk -v c="$case" -v r="$round" -v s="$side" '/^Requests\/sec:/ {rps=$2}
-        $1=="99%" {v=$2; if (v ~ /us$/) v=v/1000; else if (v ~ /ms$/) v=v+0; else if (v ~ /s$/) v=v*1000; p99=v}
-        END {print c, r, s, rps, p99}' "$WORK/wrk.out" >>"$WORK/results"
+      echo "$case $round $side $(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")" \
+        "$(to_ms "$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")")" >>"$WORK/results"
       say "round $round $case $side: $(tail -1 "$WORK/results" | cut -d' ' -f4) requests/s"
     done
   done
@@ -151,16 +153,14 @@ done
 callgrind() {
   local side=$1 case=$2 count=$3 port out=$WORK/callgrind.$side.$case pid
   port=$(free_port)
-  local root=$WORK/docroot
-  [ "$case" = wordpress ] && root=/usr/share/wordpress
   env LISTEN_ADDR=127.0.0.1:$port PROCESSES=0 PHP_WORKERS=1 PHP_INI=$WORK/php.ini LOG_LEVEL=warn \
-    DOCUMENT_ROOT=$root valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    DOCUMENT_ROOT="$(root_of "$case")" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$WORK/tokio-$side" >"$WORK/callgrind-$side-$case.log" 2>&1 &
   pid=$!
   PIDS+=($pid)
-  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-  local host=127.0.0.1:$port
-  [ "$case" = wordpress ] && host=$WP_HOST:$port
+  wait_port "$port" 60
+  local host
+  host=$(host_at "$case" "$port")
   local url="http://127.0.0.1:$port$(url_of "$case")"
   for _ in $(seq 1 10); do curl -s -o /dev/null -H "Host: $host" "$url"; done
   callgrind_control -i on "$pid" >/dev/null

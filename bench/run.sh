@@ -43,6 +43,8 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 KEEP_WORK=0
 die() { say "error: $*"; KEEP_WORK=1; exit 1; }
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 for c in $CASES; do
   case $c in hello | json | static | big | framework | wordpress | app) ;;
@@ -272,23 +274,8 @@ chmod -R a+rX "$WORK"
 # three, and one OPcache block read last. tokio_php's PHP has its extensions built in and
 # loads OPcache itself, so it gets php.ini + the block as one file (PHP_INI); php-fpm and
 # mod_php keep Debian's php.ini and conf.d and read the block from a second scan directory.
-OPCACHE_MEMORY=128
-case $JIT in
-  off) JIT_LINES="opcache.jit=disable
-opcache.jit_buffer_size=0" ;;
-  *) JIT_LINES="opcache.jit=$JIT
-opcache.jit_buffer_size=64M" ;;
-esac
 mkdir -p "$WORK/php/scan"
-cat > "$WORK/php/scan/zz-bench.ini" <<EOF
-; bench/run.sh: the same OPcache settings on every side
-opcache.enable=1
-opcache.validate_timestamps=0
-opcache.memory_consumption=$OPCACHE_MEMORY
-opcache.interned_strings_buffer=16
-opcache.max_accelerated_files=20000
-$JIT_LINES
-EOF
+{ echo "; bench/run.sh: the same OPcache settings on every side"; opcache_ini "$JIT"; } >"$WORK/php/scan/zz-bench.ini"
 cat /etc/php/8.2/fpm/php.ini "$WORK/php/scan/zz-bench.ini" > "$WORK/php/tokio.ini"
 chmod -R a+rX "$WORK/php"
 
@@ -297,15 +284,6 @@ chmod -R a+rX "$WORK/php"
 # descendants (threads share theirs) seen every 250 ms while the load generator LOAD_PID
 # runs (bench/procs.py).
 peak_rss() { python3 bench/procs.py peak-rss "$@"; }
-
-# settle PID... waits (at most 10 s) until the processes and their descendants are idle:
-# under 2 clock ticks (20 ms of CPU) in half a second (bench/procs.py). When a load stops,
-# php-fpm and Apache go on serving the requests already queued (nginx's FastCGI backlog,
-# Apache's accept queue: for WordPress half a second of both cores); measured at once, the
-# next server would share its first second with that work.
-settle() {
-  python3 bench/procs.py settle "$@" || say "the servers did not go idle within 10 s; measuring anyway"
-}
 
 # measure_wrk URL CONNECTIONS HOST PID... prints "rps p50_ms p99_ms errors peak_rss_mib".
 # Every server (PIDS) is idle first (settle).
@@ -343,21 +321,7 @@ measure_h2() {
 }
 
 # wrk/h2load durations (123.45us, 1.2ms, 2.01s) in milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub("us","",v); printf "%.2f", v/1000 }
-    else if (v ~ /ms$/) { sub("ms","",v); printf "%.2f", v }
-    else if (v ~ /s$/) { sub("s","",v); printf "%.2f", v*1000 }
-    else printf "%.2f", v }'
-}
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listens on port $1 (see the logs in $WORK)"
-}
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
@@ -371,8 +335,6 @@ record() {
 # --- WordPress: MariaDB and the site, once ------------------------------------------------
 if has_case wordpress; then
   say "MariaDB on 127.0.0.1:$PORT_DB, data in $WORK/db"
-  # shellcheck source=bench/wordpress-site.sh
-  . bench/wordpress-site.sh
   wordpress_site "$WORK" "$PORT_DB" php8.2 bench
   say "WordPress at Host $WP_HOST: theme $WP_SITE"
 fi
@@ -719,10 +681,8 @@ REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
   echo "  over a Unix socket, fastcgi_keep_conn on). Apache: prefork, StartServers = ServerLimit ="
   echo "  MaxRequestWorkers = $WORKERS, KeepAlive On, MaxKeepAliveRequests $APACHE_KEEPALIVE_REQUESTS, KeepAliveTimeout 5, EnableSendfile On."
   echo "- PHP: Debian's php.ini (/etc/php/8.2/fpm/php.ini, the same file as mod_php's) on every side,"
-  echo "  then the same OPcache lines: opcache.enable=1, opcache.validate_timestamps=0,"
-  echo "  opcache.memory_consumption=$OPCACHE_MEMORY, opcache.interned_strings_buffer=16,"
-  echo "  opcache.max_accelerated_files=20000, $(tr '\n' ' ' <<<"$JIT_LINES" | sed 's/ $//; s/ /, /') (JIT $JIT). Read back from each"
-  echo "  server before measuring (the run stops if they differ):"
+  echo "  then the same OPcache lines: $(opcache_ini "$JIT" | paste -sd, | sed 's/,/, /g') (JIT $JIT)."
+  echo "  Read back from each server before measuring (the run stops if they differ):"
   echo "  \`$(sed 's/ $//' <<<"$ini_first")\`"
   echo "$INI_REPORT" | sed '/^$/d; s/^/  /'
   echo "- Responses, one request per server before measuring:"
