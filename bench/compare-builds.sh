@@ -128,19 +128,33 @@ for case in $CASES; do
   cmp -s "$WORK/body.A" "$WORK/body.B" || say "note: the two builds' $case pages differ"
 done
 
-# The rounds: wrk -t2, -c50 (framework) or -c16 (WordPress), one line per measurement.
+# load SIDE CASE SECONDS: wrk -t2 against that server, -c50 (framework) or -c16
+# (WordPress), its output in $WORK/wrk.out.
+load() {
+  local conns=50
+  [ "$2" = wordpress ] && conns=16
+  timeout $(($3 + 20)) wrk -t2 -c"$conns" -d"$3s" --timeout 10s --latency \
+    -H "Host: $(host_of "$1" "$2")" "http://127.0.0.1:${PORT_OF[$1-$2]}$(url_of "$2")" >"$WORK/wrk.out" ||
+    die "wrk against $1 ($2) failed: $(tail -2 "$WORK/wrk.out")"
+}
+
+# A warm-up of each server (its threads' caches, OPcache's first loads), as bench/run.sh's
+# full runs have: else round 1 measures whichever server goes first cold.
+if [ "$SMOKE" = 0 ]; then
+  for case in $CASES; do for side in A B; do load "$side" "$case" 1; done; done
+fi
+
+# The rounds, one line per measurement.
 echo "case round side rps p99_ms" >"$WORK/results"
 for round in $(seq 1 "$ROUNDS"); do
   order="A B"
   [ $((round % 2)) = 0 ] && order="B A"
   for case in $CASES; do
     for side in $order; do
-      conns=50 duration=$FW_DURATION
-      [ "$case" = wordpress ] && conns=16 duration=$WP_DURATION
+      duration=$FW_DURATION
+      [ "$case" = wordpress ] && duration=$WP_DURATION
       settle "${PIDS[@]}"
-      timeout $((duration + 20)) wrk -t2 -c"$conns" -d"${duration}s" --timeout 10s --latency \
-        -H "Host: $(host_of "$side" "$case")" "http://127.0.0.1:${PORT_OF[$side-$case]}$(url_of "$case")" >"$WORK/wrk.out" ||
-        die "wrk against $side ($case) failed: $(tail -2 "$WORK/wrk.out")"
+      load "$side" "$case" "$duration"
       grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out" && say "note: errors in round $round, $side ($case): $(grep 'Non-2xx\|Socket errors' "$WORK/wrk.out")"
       echo "$case $round $side $(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")" \
         "$(to_ms "$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")")" >>"$WORK/results"
