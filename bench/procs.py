@@ -3,12 +3,23 @@
 reading /proc, so that sampling costs every server the same little CPU, however many
 processes it has. Each PID counts with its descendants (threads share their process's).
 
-    procs.py peak-rss LOAD_PID PID...   the largest RSS (MiB) of the processes, sampled
-                                        every 250 ms while LOAD_PID (the load generator) runs
+    procs.py load LOAD_PID ROOT...      while LOAD_PID (the load generator) runs: the largest
+                                        RSS (MiB) of the processes, sampled every 250 ms, and
+                                        the CPU time they used meanwhile, in clock ticks, by
+                                        role: prints "peak_mib php_user php_sys http_user
+                                        http_sys" (http -1 -1 when no process is HTTP's alone)
+    procs.py settle PID...              exits 0 once the processes use under 2 clock ticks
+                                        (20 ms of CPU) in half a second, 1 after 10 s
+
+A ROOT of `load` is ROLE=PID, ROLE one of php (the tree runs PHP: php-fpm), http (it
+serves HTTP: nginx), both (one process does both: Apache + mod_php, counted as php), or
+split (tokio_php: its PHP worker threads, named php-worker-N or php-worker-mode, are php;
+every other thread, and the threads that have exited, are http).
     procs.py settle PID...              exits 0 once the processes use under 2 clock ticks
                                         (20 ms of CPU) in half a second, 1 after 10 s
 """
 import os
+import re
 import sys
 import time
 
@@ -60,12 +71,77 @@ def cpu_ticks(roots):  # utime + stime of every process (each counts all its thr
     return total
 
 
-def peak_rss(load, roots):
+# A tokio_php thread that runs PHP scripts (src/php/pool.rs, src/php/worker.rs; the kernel
+# keeps 15 characters of a name): not php-worker-watch, which only watches files.
+PHP_THREAD = re.compile(r"php-worker-(\d+|mode)")
+ROLES = ("php", "http", "both", "split")
+
+
+def task_ticks(pid):
+    """(user, system) ticks of the process PID's PHP threads, by name."""
+    user = system = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0, 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1:text.rfind(")")]
+        if PHP_THREAD.fullmatch(name):
+            fields = text.rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+    return user, system
+
+
+def role_ticks(roots):
+    """{role: [user, system]} over the trees of roots [(role, pid)]: php and http."""
+    ticks = {"php": [0, 0], "http": [0, 0]}
+    for role, root in roots:
+        for pid in tree(root):
+            fields = stat_fields(pid)
+            if fields is None:
+                continue
+            user, system = int(fields[11]), int(fields[12])
+            if role == "split":
+                php_user, php_system = task_ticks(pid)
+                ticks["php"][0] += php_user
+                ticks["php"][1] += php_system
+                ticks["http"][0] += user - php_user
+                ticks["http"][1] += system - php_system
+            else:
+                key = "http" if role == "http" else "php"
+                ticks[key][0] += user
+                ticks[key][1] += system
+    return ticks
+
+
+def parse_roots(args):
+    roots = []
+    for arg in args:
+        role, _, pid = arg.partition("=")
+        if role not in ROLES or not pid.isdigit():
+            raise SystemExit(f"procs.py: a root is ROLE=PID with ROLE one of {', '.join(ROLES)}, not '{arg}'")
+        roots.append((role, int(pid)))
+    return roots
+
+
+def load(load_pid, roots):
+    pids = [pid for _, pid in roots]
+    before = role_ticks(roots)
     peak = 0
-    while running(load):
-        peak = max(peak, sum(rss_kib(p) for root in roots for p in tree(root)))
+    while running(load_pid):
+        peak = max(peak, sum(rss_kib(p) for root in pids for p in tree(root)))
         time.sleep(0.25)
-    print(peak // 1024)
+    after = role_ticks(roots)
+    used = {k: [after[k][i] - before[k][i] for i in (0, 1)] for k in after}
+    if not any(role == "http" or role == "split" for role, _ in roots):
+        used["http"] = [-1, -1]
+    print(peak // 1024, *used["php"], *used["http"])
     return 0
 
 
@@ -82,8 +158,8 @@ def settle(roots):
 
 
 def main(args):
-    if len(args) >= 2 and args[0] == "peak-rss":
-        return peak_rss(int(args[1]), [int(p) for p in args[2:]])
+    if len(args) >= 2 and args[0] == "load":
+        return load(int(args[1]), parse_roots(args[2:]))
     if len(args) >= 1 and args[0] == "settle":
         return settle([int(p) for p in args[1:]])
     sys.stderr.write(__doc__)

@@ -6,8 +6,12 @@
 RESULTS.tsv has one line per measurement, tab-separated:
 
     case  protocol  connections  server  round  rps  p50_ms  p99_ms  errors  peak_rss_mib
+    php_user_us  php_sys_us  http_user_us  http_sys_us
 
-(p50 is h2load's mean for protocol h2; h2load gives no p99.) Every server of a case is
+(p50 is h2load's mean for protocol h2; h2load gives no p99.) The last four are the CPU time
+the server's processes used per request during the measurement, user and system, split
+between the threads or processes that run PHP and those that serve HTTP (-1: not measured,
+or one process does both); reports from before they were measured have none. Every server of a case is
 measured once per round, the servers one after the other, so each round gives one pair
 (tokio_php, peer) measured a few seconds apart; the ratio of a case is the median of those
 pairs' ratios, with their spread. Each side's figures are medians over the rounds.
@@ -17,6 +21,7 @@ met or not met. The figures are information: nothing here decides an exit code.
 """
 
 import csv
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -43,11 +48,13 @@ def load(path):
         for r in csv.reader(f, delimiter="\t"):
             if not r:
                 continue
-            case, proto, conns, server, rnd, rps, p50, p99, errors, rss = r
+            case, proto, conns, server, rnd, rps, p50, p99, errors, rss = r[:10]
+            cpu = [int(x) for x in r[10:14]] if len(r) >= 14 else [-1, -1, -1, -1]
             rows.append(
                 dict(case=case, proto=proto, conns=int(conns), server=server, round=int(rnd),
                      rps=float(rps), p50=float(p50), p99=float(p99), errors=int(errors),
-                     rss=int(rss)))
+                     rss=int(rss), php_user=cpu[0], php_sys=cpu[1], http_user=cpu[2],
+                     http_sys=cpu[3]))
     return rows
 
 
@@ -132,6 +139,32 @@ def ratio_table(rows, proto, out):
                        f"| {a['rps']:.0f} | {b['rps']:.0f} | {a[key]:.2f} | {b[key]:.2f} |")
 
 
+CPU_FIELDS = ("php_user", "php_sys", "http_user", "http_sys")
+
+
+def cpu_of(rows, case, proto, server):
+    """Median microseconds per request of each CPU field over the rounds (None: not measured)."""
+    rs = list(by_round(rows, case, proto, server).values())
+    return {k: (median([r[k] for r in rs if r[k] >= 0]) if any(r[k] >= 0 for r in rs) else None)
+            for k in CPU_FIELDS}
+
+
+def cpu_table(rows, out):
+    out.append("| case | server | PHP user | PHP system | HTTP user | HTTP system | total "
+               "| total × req/s ÷ cores |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    cores = os.cpu_count() or 1
+    for case in cases_in_order(rows, "h1"):
+        for server in servers_of(rows, case, "h1"):
+            c = cpu_of(rows, case, "h1", server)
+            if c["php_user"] is None:
+                continue
+            cells = [("—" if c[k] is None else f"{c[k]:.0f}") for k in CPU_FIELDS]
+            total = sum(c[k] for k in CPU_FIELDS if c[k] is not None)
+            busy = total * side(rows, case, "h1", server)["rps"] / 1e6 / cores
+            out.append(f"| {case} | {server} | {' | '.join(cells)} | {total:.0f} | {busy:.0%} |")
+
+
 def mark(ok):
     return "met" if ok else "**not met**"
 
@@ -192,6 +225,16 @@ def main():
         out += ["", "HTTP/2 cleartext (h2load, prior knowledge, 10 streams per connection); "
                 "latency is h2load's mean time per request:", ""]
         ratio_table(rows, "h2", out)
+    if any(r["php_user"] >= 0 for r in rows):
+        out += ["", "## Where the CPU goes", "",
+                "CPU time of the server's processes per request, in microseconds (median over "
+                "the rounds), from /proc while the load ran: PHP is tokio_php's PHP worker "
+                "threads and php-fpm's children, HTTP is every other tokio_php thread and "
+                "nginx's workers; Apache's processes do both (all under PHP). The last column "
+                "is the share of the machine's cores that makes at the median rate: what is "
+                "left went to the load generator and the kernel's work outside the servers' "
+                "time.", ""]
+        cpu_table(rows, out)
     out += ["", "## Targets (issue 18)", "",
             "Information, not a pass/fail: the script's exit code does not depend on them.", ""]
     targets_table(rows, out)

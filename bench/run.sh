@@ -280,13 +280,24 @@ cat /etc/php/8.2/fpm/php.ini "$WORK/php/scan/zz-bench.ini" > "$WORK/php/tokio.in
 chmod -R a+rX "$WORK/php"
 
 # --- measuring ---------------------------------------------------------------------------
-# peak_rss LOAD_PID PID... prints the largest RSS (MiB) of the servers' processes and their
-# descendants (threads share theirs) seen every 250 ms while the load generator LOAD_PID
-# runs (bench/procs.py).
-peak_rss() { python3 bench/procs.py peak-rss "$@"; }
+# load_figures LOAD_PID ROOT... prints, once the load generator LOAD_PID has finished,
+# "peak_rss_mib php_user php_sys http_user http_sys": the largest RSS (MiB) of the servers'
+# processes and their descendants, sampled every 250 ms, and the CPU time (clock ticks) they
+# used meanwhile, by role (bench/procs.py: a ROOT is ROLE=PID; http is -1 when one process
+# serves HTTP and runs PHP).
+load_figures() { python3 bench/procs.py load "$@"; }
+# per_request "peak php_user php_sys http_user http_sys" REQUESTS prints the peak and the
+# CPU times in microseconds per request (-1 where not measured).
+per_request() {
+  awk -v n="${2:-0}" -v hz="$(getconf CLK_TCK)" '{
+    printf "%d", $1
+    for (i = 2; i <= 5; i++) printf " %d", ($i < 0 || n <= 0) ? -1 : $i * 1e6 / hz / n
+    print ""
+  }' <<<"$1"
+}
 
-# measure_wrk URL CONNECTIONS HOST PID... prints "rps p50_ms p99_ms errors peak_rss_mib".
-# Every server (PIDS) is idle first (settle).
+# measure_wrk URL CONNECTIONS HOST ROOT... prints "rps p50_ms p99_ms errors peak_rss_mib
+# php_user_us php_sys_us http_user_us http_sys_us". Every server (PIDS) is idle first (settle).
 measure_wrk() {
   local url=$1 conns=$2 host=$3 out=$WORK/wrk.out
   shift 3
@@ -294,30 +305,32 @@ measure_wrk() {
   local args=(-t2 -c"$conns" -d"${DURATION}s" --timeout 10s --latency)
   [ -n "$host" ] && args+=(-H "Host: $host")
   wrk "${args[@]}" "$url" >"$out" 2>&1 &
-  local load=$! peak rps p50 p99 errors
-  peak=$(peak_rss "$load" "$@")
+  local load=$! figures rps p50 p99 errors requests
+  figures=$(load_figures "$load" "$@")
   wait "$load" || true
   rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$out")
   p50=$(awk '$1=="50%" {print $2}' "$out")
   p99=$(awk '$1=="99%" {print $2}' "$out")
   errors=$(awk '/Non-2xx or 3xx responses:/ {n+=$NF} /Socket errors:/ {gsub(",",""); n+=$4+$6+$8+$10} END {print n+0}' "$out")
-  echo "${rps:-0} $(to_ms "${p50:-0}") $(to_ms "${p99:-0}") ${errors:-0} $peak"
+  requests=$(awk '/ requests in / {print $1}' "$out")
+  echo "${rps:-0} $(to_ms "${p50:-0}") $(to_ms "${p99:-0}") ${errors:-0} $(per_request "$figures" "$requests")"
 }
 
-# measure_h2 URL PID... (HTTP/2 cleartext, prior knowledge) prints the same fields, with
+# measure_h2 URL ROOT... (HTTP/2 cleartext, prior knowledge) prints the same fields, with
 # h2load's mean time per request for p50 and none for p99.
 measure_h2() {
   local url=$1 out=$WORK/h2.out
   shift
   settle "${PIDS[@]}"
   h2load -c "$CONNECTIONS" -m 10 -t 2 -D "$DURATION" "$url" >"$out" 2>&1 &
-  local load=$! peak rps mean errors
-  peak=$(peak_rss "$load" "$@")
+  local load=$! figures rps mean errors requests
+  figures=$(load_figures "$load" "$@")
   wait "$load" || true
   rps=$(awk '/^finished in/ {gsub(",",""); for (i=1;i<=NF;i++) if ($(i+1)=="req/s") printf "%d", $i}' "$out")
   mean=$(awk '/^time for request:/ {print $6}' "$out")
   errors=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1)=="failed," || $(i+1)=="errored,") n+=$i} END {print n+0}' "$out")
-  echo "${rps:-0} $(to_ms "${mean:-0}") 0 ${errors:-0} $peak"
+  requests=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1)=="done,") print $i}' "$out")
+  echo "${rps:-0} $(to_ms "${mean:-0}") 0 ${errors:-0} $(per_request "$figures" "$requests")"
 }
 
 # wrk/h2load durations (123.45us, 1.2ms, 2.01s) in milliseconds.
@@ -325,7 +338,7 @@ measure_h2() {
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
-# record CASE PROTOCOL CONNECTIONS SERVER ROUND "rps p50 p99 errors rss"
+# record CASE PROTOCOL CONNECTIONS SERVER ROUND "rps p50 p99 errors rss php_user php_sys http_user http_sys"
 record() {
   local fields
   read -r -a fields <<<"$6"
@@ -536,20 +549,21 @@ label_of() {
     fpm) echo nginx+php-fpm ;; apache) echo apache+mod_php ;;
   esac
 }
-# target SERVER CASE sets URL, HOST_HEADER and SERVER_PIDS (the processes whose RSS counts).
+# target SERVER CASE sets URL, HOST_HEADER and SERVER_PIDS (the processes measured, as
+# bench/procs.py's ROLE=PID: which of them run PHP and which serve HTTP).
 target() {
   local server=$1 case=$2 port path
   path=$(case_path "$case")
   HOST_HEADER=""
   case $server in
-    tokio) port=$PORT_TOKIO; SERVER_PIDS="$TOKIO_PID" ;;
-    worker) port=$PORT_TOKIO_WORKER; SERVER_PIDS="$TOKIO_WORKER_PID"; path=/worker ;;
-    fpm) port=$PORT_NGINX; SERVER_PIDS="$NGINX_PID $FPM_PID" ;;
-    apache) port=$PORT_APACHE; SERVER_PIDS="$APACHE_PID" ;;
+    tokio) port=$PORT_TOKIO; SERVER_PIDS="split=$TOKIO_PID" ;;
+    worker) port=$PORT_TOKIO_WORKER; SERVER_PIDS="split=$TOKIO_WORKER_PID"; path=/worker ;;
+    fpm) port=$PORT_NGINX; SERVER_PIDS="http=$NGINX_PID php=$FPM_PID" ;;
+    apache) port=$PORT_APACHE; SERVER_PIDS="both=$APACHE_PID" ;;
   esac
   if [ "$case" = wordpress ]; then
     case $server in
-      tokio) port=$PORT_TOKIO_WP; SERVER_PIDS="$TOKIO_WP_PID" ;;
+      tokio) port=$PORT_TOKIO_WP; SERVER_PIDS="split=$TOKIO_WP_PID" ;;
       fpm) port=$PORT_NGINX_WP ;;
       apache) port=$PORT_APACHE_WP ;;
     esac
@@ -604,7 +618,7 @@ for case in $CASES; do
     line="$case, round $round/$ROUNDS:"
     for server in $(case_servers "$case"); do
       target "$server" "$case"
-      # shellcheck disable=SC2086 # SERVER_PIDS is a list of PIDs
+      # shellcheck disable=SC2086 # SERVER_PIDS is a list of ROLE=PID
       result=$(measure_wrk "$URL" "$conns" "$HOST_HEADER" $SERVER_PIDS)
       record "$case" h1 "$conns" "$(label_of "$server")" "$round" "$result"
       line+=" $(label_of "$server") ${result%% *}"
