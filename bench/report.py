@@ -16,8 +16,9 @@ measured once per round, the servers one after the other, so each round gives on
 (tokio_php, peer) measured a few seconds apart; the ratio of a case is the median of those
 pairs' ratios, with their spread. Each side's figures are medians over the rounds.
 
-Prints Markdown: the per-case figures, the ratios, and the targets of issue 18, each marked
-met or not met. The figures are information: nothing here decides an exit code.
+Prints Markdown: the per-case figures, the ratios, where the CPU goes, and the targets of
+issue 18, each marked met or not met, with what the CPU account says stands in the way of
+the PHP-bound ones that are not. The figures are information: nothing here decides an exit code.
 """
 
 import csv
@@ -149,20 +150,27 @@ def cpu_of(rows, case, proto, server):
             for k in CPU_FIELDS}
 
 
+def cpu_total(c):
+    return sum(c[k] for k in CPU_FIELDS if c[k] is not None)
+
+
+def busy(rows, case, server, total_us):
+    return total_us * side(rows, case, "h1", server)["rps"] / 1e6 / (os.cpu_count() or 1)
+
+
 def cpu_table(rows, out):
     out.append("| case | server | PHP user | PHP system | HTTP user | HTTP system | total "
                "| total × req/s ÷ cores |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    cores = os.cpu_count() or 1
     for case in cases_in_order(rows, "h1"):
         for server in servers_of(rows, case, "h1"):
             c = cpu_of(rows, case, "h1", server)
             if c["php_user"] is None:
                 continue
             cells = [("—" if c[k] is None else f"{c[k]:.0f}") for k in CPU_FIELDS]
-            total = sum(c[k] for k in CPU_FIELDS if c[k] is not None)
-            busy = total * side(rows, case, "h1", server)["rps"] / 1e6 / cores
-            out.append(f"| {case} | {server} | {' | '.join(cells)} | {total:.0f} | {busy:.0%} |")
+            total = cpu_total(c)
+            out.append(f"| {case} | {server} | {' | '.join(cells)} | {total:.0f} "
+                       f"| {busy(rows, case, server, total):.0%} |")
 
 
 def mark(ok):
@@ -209,6 +217,43 @@ def targets_table(rows, out):
     out.append(f"| p99 no worse than the peer (median p99, every case) | {cells[0]} | {cells[1]} |")
 
 
+def in_the_way(rows, out):
+    """For each PHP-bound target not met against php-fpm: what the CPU account says."""
+    lines = []
+    for case, what, threshold, how in TARGETS:
+        if how != "median" or case in ("hello",):
+            continue
+        rs = ratios(rows, case, "h1", TOKIO, FPM)
+        if not rs or median(rs) >= threshold:
+            continue
+        t, f = cpu_of(rows, case, "h1", TOKIO), cpu_of(rows, case, "h1", FPM)
+        if t["php_user"] is None or f["php_user"] is None or f["http_user"] is None:
+            continue
+        t_php, f_php = t["php_user"] + t["php_sys"], f["php_user"] + f["php_sys"]
+        t_http, f_http = t["http_user"] + t["http_sys"], f["http_user"] + f["http_sys"]
+        t_all, f_all = cpu_total(t), cpu_total(f)
+        needed = f_all / threshold
+        t_busy, f_busy = busy(rows, case, TOKIO, t_all), busy(rows, case, FPM, f_all)
+        if abs(t_busy - f_busy) <= 0.05:
+            load = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy, so "
+                    "requests per second go as the inverse of this time")
+        else:
+            load = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy: part "
+                    "of the gap in requests per second is time the cores spent elsewhere (the "
+                    "load generator, the database, other programs), not time per request")
+        lines.append(
+            f"- {case}: {median(rs):.2f} ×, not {threshold:g} ×. CPU per request: tokio_php "
+            f"{t_all:.0f} µs (PHP workers {t_php:.0f}, of it {t['php_sys']:.0f} in the kernel; "
+            f"HTTP {t_http:.0f}), nginx + php-fpm {f_all:.0f} µs (php-fpm {f_php:.0f}, of it "
+            f"{f['php_sys']:.0f} in the kernel; nginx {f_http:.0f}). {load}. At php-fpm's "
+            f"{f_all:.0f} µs, {threshold:g} × needs tokio_php at {needed:.0f} µs, "
+            f"{t_all - needed:.0f} µs less than now, against an HTTP side of {t_http:.0f} µs in "
+            f"all: the rest would have to come out of PHP's own execution, {t_php / t_all:.0%} "
+            f"of tokio_php's time and {t_php / f_php:.2f} × php-fpm's.")
+    if lines:
+        out += ["", "What stands in the way, from the CPU account above:", ""] + lines
+
+
 def main():
     rows = load(sys.argv[1])
     out = ["## Figures", "",
@@ -238,6 +283,7 @@ def main():
     out += ["", "## Targets (issue 18)", "",
             "Information, not a pass/fail: the script's exit code does not depend on them.", ""]
     targets_table(rows, out)
+    in_the_way(rows, out)
     print("\n".join(out))
 
 

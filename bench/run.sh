@@ -15,7 +15,8 @@
 #   PHP_CONFIG=/usr/bin/php-config8.2 REPORT_NAME=2026-12-02-nts bench/run.sh
 #                                   Debian's non-thread-safe PHP: PROCESSES=WORKERS, one worker each
 #
-# Writes bench/results/<date>.md (smoke: bench/results/smoke.md; REPORT_NAME.md when set).
+# Writes bench/results/<date>.md (smoke: bench/results/smoke.md; REPORT_NAME.md when set) and
+# the measurements beside it (.tsv).
 # Every server started here is stopped by PID on exit; every load run is bounded in time.
 set -euo pipefail
 
@@ -659,6 +660,9 @@ kill "$TOKIO_STARTED"
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p bench/results
 REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
+# The measurements themselves beside the report: `python3 bench/report.py X.tsv` prints its
+# tables again (with a newer report.py, too).
+cp "$RESULTS" "${REPORT%.md}.tsv"
 {
   echo "# tokio_php benchmark, $DATE"
   echo
