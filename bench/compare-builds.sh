@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two PHP builds under tokio_php, side by side: what a build lever (a patch, compiler flags,
-# PGO) gains on the framework-style request and the WordPress front page. Each build gets
+# PGO) gains on the framework-style request and the WordPress front page (and, in CASES,
+# hello.php: where PHP's per-request work shows most). Each build gets
 # its own tokio_php binary (linked against it), both are started once and measured in turn,
 # round after round, the order reversed every other round, every server idle before each
 # measurement. See bench/README.md ("Levers").
@@ -10,6 +11,7 @@
 #   bench/compare-builds.sh --smoke A B       1 round of 1-2 s: proves the script works (CI)
 # A build against itself (A = B) measures the method's own noise.
 #   ROUNDS=8 FW_DURATION=5 WP_DURATION=8 CASES="framework wordpress" WORKERS=2
+# (hello runs FW_DURATION, as the framework case)
 #
 # Prints a Markdown summary: per case the median ratio B ÷ A of requests per second, its
 # spread and each round's, each side's median requests per second and p99. PHP settings:
@@ -35,7 +37,7 @@ else
 fi
 CASES=${CASES:-framework wordpress} WORKERS=${WORKERS:-$(nproc)} CALLGRIND=${CALLGRIND:-0}
 for c in $CASES; do
-  case $c in framework | wordpress) ;; *) die "CASES: unknown case '$c' (known: framework wordpress)" ;; esac
+  case $c in framework | wordpress | hello) ;; *) die "CASES: unknown case '$c' (known: framework wordpress hello)" ;; esac
 done
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
 # shellcheck source=bench/lib.sh
@@ -76,6 +78,7 @@ done
 
 mkdir -p "$WORK/docroot"
 "$("$CONFIG_A" --php-binary)" bench/gen_framework.php "$WORK/docroot" >/dev/null
+printf '<?php\necho "Hello, world!";\n' >"$WORK/docroot/hello.php"
 {
   [ -f /etc/php/8.2/fpm/php.ini ] && cat /etc/php/8.2/fpm/php.ini
   opcache_ini off
@@ -103,7 +106,7 @@ fi
 
 # A case's document root, path, and Host header at a port.
 root_of() { if [ "$1" = wordpress ]; then echo /usr/share/wordpress; else echo "$WORK/docroot"; fi; }
-url_of() { if [ "$1" = wordpress ]; then echo /; else echo '/fw.php?route=/catalogue20/3'; fi; }
+url_of() { case $1 in wordpress) echo / ;; hello) echo /hello.php ;; *) echo '/fw.php?route=/catalogue20/3' ;; esac; }
 host_at() { if [ "$1" = wordpress ]; then echo "$WP_HOST:$2"; else echo "127.0.0.1:$2"; fi; }
 
 # start SIDE CASE: that build's tokio_php for the case, as bench/run.sh starts it (PORT_OF).
@@ -121,7 +124,9 @@ for case in $CASES; do for side in A B; do start "$side" "$case"; done; done
 for case in $CASES; do
   for side in A B; do
     code=$(first_page "$side" "$case")
-    [ "$code" = 200 ] && grep -q '</html>' "$WORK/body.$side" ||
+    whole='</html>'
+    [ "$case" = hello ] && whole='Hello, world!'
+    [ "$code" = 200 ] && grep -q "$whole" "$WORK/body.$side" ||
       die "$side ($case) answered $code without a whole page (its log: $(tail -3 "$WORK/$side-$case.log"))"
     sed -i "s/:${PORT_OF[$side-$case]}//g" "$WORK/body.$side"
   done
@@ -189,6 +194,7 @@ if [ "$CALLGRIND" = 1 ]; then
   for case in $CASES; do
     count=50
     [ "$case" = wordpress ] && count=20
+    [ "$case" = hello ] && count=500
     for side in A B; do
       say "callgrind: $side, $case, $count requests"
       echo "$case $side $(callgrind "$side" "$case" "$count")" >>"$WORK/instructions"

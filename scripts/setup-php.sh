@@ -125,7 +125,7 @@ default_set=$(catalogue | awk '$2 == "yes" { print $1 }' | sort)
 CACHE=${TOKIO_PHP_CACHE:-$HOME/.cache/tokio_php}
 PHP_SERIES=${PHP_SERIES:-8.2}
 # Bumped whenever the build itself changes (flags, patches), so a cached build is redone.
-BUILD_REV=r8
+BUILD_REV=r9
 # Compiler flags (bench/README.md has what each gained): -O2 as Debian builds PHP, without
 # -g (it took a third of the compile time; crash reports name functions from the symbol
 # table, which stays). -fno-semantic-interposition and -Bsymbolic-functions bind libphp.so's

@@ -60,6 +60,58 @@ async fn max_execution_time_is_a_500_and_the_worker_serves_on() {
     assert!(server.wait_for_log("Maximum execution time", Duration::from_secs(5)));
 }
 
+/// The POSIX timers of process `pid` (Linux's /proc/PID/timers; None where the kernel
+/// does not list them).
+fn posix_timers(pid: u32) -> Option<usize> {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/timers")).ok()?;
+    Some(list.lines().filter(|l| l.starts_with("ID:")).count())
+}
+
+#[tokio::test]
+async fn max_execution_time_holds_on_every_request_of_a_worker() {
+    // ZTS PHP measures max_execution_time with a POSIX timer per thread, which the PHP build
+    // keeps from one request to the next (scripts/php-patches/zts-thread-timer.patch): it
+    // must fire on every request of the worker, and requests must not add timers.
+    let server = TestServer::start(&[("PHP_WORKERS", "1"), ("PROCESSES", "0")]);
+    let hello = client().get(server.url("/hello.php")).send().await.unwrap();
+    assert_eq!(hello.status(), 200);
+    let timers_before = posix_timers(server.pid());
+    for round in 1..=3 {
+        let started = Instant::now();
+        let r = client()
+            .get(server.url("/timeout.php"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "round {round}");
+        let took = started.elapsed();
+        // set_time_limit(1): the timer, not something else, ended it.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+            "round {round}: {took:?}"
+        );
+        for _ in 0..20 {
+            let r = client().get(server.url("/hello.php")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "round {round}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.log().matches("Maximum execution time").count() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        server.log().matches("Maximum execution time").count(),
+        3,
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        posix_timers(server.pid()),
+        timers_before,
+        "timers were added"
+    );
+}
+
 #[tokio::test]
 async fn exit_keeps_the_output_and_the_worker() {
     let server = TestServer::start(&[("PHP_WORKERS", "1")]);
