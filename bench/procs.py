@@ -15,8 +15,6 @@ A ROOT of `load` is ROLE=PID, ROLE one of php (the tree runs PHP: php-fpm), http
 serves HTTP: nginx), both (one process does both: Apache + mod_php, counted as php), or
 split (tokio_php: its PHP worker threads, named php-worker-N or php-worker-mode, are php;
 every other thread, and the threads that have exited, are http).
-    procs.py settle PID...              exits 0 once the processes use under 2 clock ticks
-                                        (20 ms of CPU) in half a second, 1 after 10 s
 """
 import os
 import re
@@ -36,13 +34,21 @@ def tree(pid):
     return pids
 
 
+def read_stat(path):
+    """(command name, the fields after it) of a /proc stat file, or None once it is gone."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        return name, rest.split()
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def stat_fields(pid):
     """The fields of /proc/PID/stat after the command name, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+    stat = read_stat(f"/proc/{pid}/stat")
+    return stat[1] if stat else None
 
 
 def rss_kib(pid):
@@ -85,14 +91,9 @@ def task_ticks(pid):
     except OSError:
         return 0, 0
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                text = f.read()
-        except OSError:
-            continue
-        name = text[text.find("(") + 1:text.rfind(")")]
-        if PHP_THREAD.fullmatch(name):
-            fields = text.rsplit(")", 1)[1].split()
+        stat = read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat and PHP_THREAD.fullmatch(stat[0]):
+            fields = stat[1]
             user += int(fields[11])
             system += int(fields[12])
     return user, system

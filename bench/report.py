@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The tables of bench/run.sh's report, from its measurements.
 
-    python3 bench/report.py RESULTS.tsv
+    python3 bench/report.py RESULTS.tsv [CORES]
+
+CORES is the measured machine's core count (default: this machine's), for the share of the
+cores the servers kept busy.
 
 RESULTS.tsv has one line per measurement, tab-separated:
 
@@ -11,8 +14,8 @@ RESULTS.tsv has one line per measurement, tab-separated:
 (p50 is h2load's mean for protocol h2; h2load gives no p99.) The last four are the CPU time
 the server's processes used per request during the measurement, user and system, split
 between the threads or processes that run PHP and those that serve HTTP (-1: not measured,
-or one process does both); reports from before they were measured have none. Every server of a case is
-measured once per round, the servers one after the other, so each round gives one pair
+or one process does both); reports from before they were measured have none. Every server
+of a case is measured once per round, the servers one after the other, so each round gives one pair
 (tokio_php, peer) measured a few seconds apart; the ratio of a case is the median of those
 pairs' ratios, with their spread. Each side's figures are medians over the rounds.
 
@@ -41,6 +44,9 @@ TARGETS = [
     ("static", "100 KiB static file", 1.0, "every round"),
 ]
 WORKER_TARGET = 4.0
+# The targets where PHP's own execution is the request: what stands in the way is shown.
+PHP_BOUND = ("framework", "wordpress")
+CORES = os.cpu_count() or 1
 
 
 def load(path):
@@ -155,7 +161,7 @@ def cpu_total(c):
 
 
 def busy(rows, case, server, total_us):
-    return total_us * side(rows, case, "h1", server)["rps"] / 1e6 / (os.cpu_count() or 1)
+    return total_us * side(rows, case, "h1", server)["rps"] / 1e6 / CORES
 
 
 def cpu_table(rows, out):
@@ -221,7 +227,7 @@ def in_the_way(rows, out):
     """For each PHP-bound target not met against php-fpm: what the CPU account says."""
     lines = []
     for case, what, threshold, how in TARGETS:
-        if how != "median" or case in ("hello",):
+        if case not in PHP_BOUND:
             continue
         rs = ratios(rows, case, "h1", TOKIO, FPM)
         if not rs or median(rs) >= threshold:
@@ -235,17 +241,17 @@ def in_the_way(rows, out):
         needed = f_all / threshold
         t_busy, f_busy = busy(rows, case, TOKIO, t_all), busy(rows, case, FPM, f_all)
         if abs(t_busy - f_busy) <= 0.05:
-            load = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy, so "
+            share = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy, so "
                     "requests per second go as the inverse of this time")
         else:
-            load = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy: part "
+            share = (f"Their processes kept {t_busy:.0%} and {f_busy:.0%} of the cores busy: part "
                     "of the gap in requests per second is time the cores spent elsewhere (the "
                     "load generator, the database, other programs), not time per request")
         lines.append(
             f"- {case}: {median(rs):.2f} ×, not {threshold:g} ×. CPU per request: tokio_php "
             f"{t_all:.0f} µs (PHP workers {t_php:.0f}, of it {t['php_sys']:.0f} in the kernel; "
             f"HTTP {t_http:.0f}), nginx + php-fpm {f_all:.0f} µs (php-fpm {f_php:.0f}, of it "
-            f"{f['php_sys']:.0f} in the kernel; nginx {f_http:.0f}). {load}. At php-fpm's "
+            f"{f['php_sys']:.0f} in the kernel; nginx {f_http:.0f}). {share}. At php-fpm's "
             f"{f_all:.0f} µs, {threshold:g} × needs tokio_php at {needed:.0f} µs, "
             f"{t_all - needed:.0f} µs less than now, against an HTTP side of {t_http:.0f} µs in "
             f"all: the rest would have to come out of PHP's own execution, {t_php / t_all:.0%} "
@@ -255,7 +261,10 @@ def in_the_way(rows, out):
 
 
 def main():
+    global CORES
     rows = load(sys.argv[1])
+    if len(sys.argv) > 2:
+        CORES = int(sys.argv[2])
     out = ["## Figures", "",
            "HTTP/1.1 keep-alive (wrk). Medians over the rounds; errors are summed (non-2xx "
            "responses and socket errors), peak RSS is the largest of the rounds (the "

@@ -660,8 +660,8 @@ kill "$TOKIO_STARTED"
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p bench/results
 REPORT=bench/results/${REPORT_NAME:-$(full_or_smoke "$DATE" smoke)}.md
-# The measurements themselves beside the report: `python3 bench/report.py X.tsv` prints its
-# tables again (with a newer report.py, too).
+# The measurements themselves beside the report: `python3 bench/report.py X.tsv CORES` prints
+# its tables again (with a newer report.py, too).
 cp "$RESULTS" "${REPORT%.md}.tsv"
 {
   echo "# tokio_php benchmark, $DATE"
@@ -713,7 +713,7 @@ cp "$RESULTS" "${REPORT%.md}.tsv"
   echo "  and a container, tokio_php classic against the same app booted once per thread in"
   echo "  worker mode."
   echo
-  python3 bench/report.py "$RESULTS"
+  python3 bench/report.py "$RESULTS" "$(nproc)"
   echo
   echo "## Idle connections"
   echo
